@@ -160,6 +160,7 @@ std::vector<Case> mask_cases(Case base) {
   add([&](Case& c) { c.bias_shape = {1, 1, Nq, Nk}; });
   add([&](Case& c) { c.bias_shape = {B, Hq, Nq, Nk}, c.bias_neg_inf_every = 3; });
   add([&](Case& c) { c.bias_shape = {Nq, Nk}, c.bias_neg_inf_every = 1; });  // all -inf
+  add([](Case& c) { c.dropout = 0.3, c.seed = 42, c.causal = true; });
   add([&](Case& c) {
     c.causal = true, c.offset = Nk - Nq, c.window = Window{3, 0}, c.key_lengths = {5, 2};
     c.bias_shape = {B, 1, Nq, Nk}, c.bias_neg_inf_every = 4;
