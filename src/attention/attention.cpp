@@ -3,6 +3,7 @@
 // results back to the caller's rank.
 #include "attn/attention/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -109,6 +110,9 @@ void set_strides(int64_t* dst, const Tensor& t4) {
   for (int d = 0; d < 3; ++d) dst[d] = t4.stride(d);
 }
 
+// Bound on |query_offset| so that i + query_offset never overflows.
+constexpr int64_t kMaxOffset = int64_t{1} << 62;
+
 void check_options(const char* op, const AttentionOptions& o) {
   const ScoreFn fn = o.score;
   ATTN_CHECK(fn == ScoreFn::dot || fn == ScoreFn::scaled_dot || fn == ScoreFn::cosine ||
@@ -123,6 +127,8 @@ void check_options(const char* op, const AttentionOptions& o) {
              o.temperature, " must be positive and finite");
   ATTN_CHECK(o.dropout >= 0 && o.dropout < 1, op, ": dropout = ", o.dropout,
              " is out of range [0, 1)");
+  ATTN_CHECK(o.query_offset >= -kMaxOffset && o.query_offset <= kMaxOffset, op, ": query_offset = ",
+             o.query_offset, " is out of range [-2^62, 2^62]");
   if (o.window) {
     ATTN_CHECK(o.window->left >= 0, op, ": window left = ", o.window->left, " must be >= 0");
     ATTN_CHECK(o.window->right >= 0, op, ": window right = ", o.window->right, " must be >= 0");
@@ -238,9 +244,11 @@ Prepared prepare(const char* op, const Tensor& q_in, const Tensor& k_in, const T
   p.causal = o.causal;
   p.query_offset = o.query_offset;
   if (o.window) {
+    // Sides beyond the keys change nothing; clamping them keeps p_i - left and p_i + right
+    // in range for kernels (a caller may pass INT64_MAX for "unbounded").
     p.has_window = true;
-    p.window_left = o.window->left;
-    p.window_right = o.window->right;
+    p.window_left = std::min(o.window->left, std::max<int64_t>(0, p.Nq - 1 + o.query_offset));
+    p.window_right = std::min(o.window->right, std::max<int64_t>(0, p.Nk - 1 - o.query_offset));
   }
   if (ex.key_lengths.defined()) {
     const Tensor& kl = ex.key_lengths;

@@ -77,7 +77,7 @@ inline DirectResult direct_attention(const DirectInputs& in) {
           const int64_t pos = i + in.offset;
           bool vis = true;
           if (in.causal && j > pos) vis = false;
-          if (in.window && (j < pos - in.left || j > pos + in.right)) vis = false;
+          if (in.window && (pos - j > in.left || j - pos > in.right)) vis = false;  // no overflow
           if (!in.key_lengths.empty() && j >= in.key_lengths[b]) vis = false;
           if (!vis) continue;
           double sc = 0;

@@ -325,6 +325,27 @@ TEST(AttentionForward, Bf16InputsAreConvertedExactly) {
   }
 }
 
+TEST(AttentionForward, HugeWindowSidesMeanUnbounded) {
+  // INT64_MAX sides must behave as "no limit" (and not overflow: the sanitizer build checks).
+  const int64_t big = std::numeric_limits<int64_t>::max();
+  for (int64_t offset : {-3, 0, 4}) {
+    Case c;
+    c.causal = true, c.offset = offset;
+    Built bt = build(c);
+    AttentionOutput plain = attention_forward(bt.q, bt.k, bt.v, bt.ex, bt.opts);
+    bt.opts.window = Window{big, big};
+    AttentionOutput windowed = attention_forward(bt.q, bt.k, bt.v, bt.ex, bt.opts);
+    ASSERT_EQ(windowed.out.shape(), plain.out.shape());
+    EXPECT_EQ(windowed.out.to_vector(), plain.out.to_vector());
+    EXPECT_EQ(windowed.lse.to_vector(), plain.lse.to_vector());
+    // A bounded side with a huge other side matches the direct formula.
+    c.window = Window{1, big};
+    check_case(c);
+    c.window = Window{big, 0};
+    check_case(c);
+  }
+}
+
 TEST(AttentionForward, ScaleAndTemperatureOptions) {
   Case c;
   c.scale = 0.37;

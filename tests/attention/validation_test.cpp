@@ -206,6 +206,8 @@ TEST(AttentionValidation, Options) {
     expect_forward_error(with([&](AttentionOptions& o) { o.scale = s; }), {"scale", "finite"});
   expect_forward_error(with([](AttentionOptions& o) { o.score = ScoreFn::dot, o.scale = 0.5; }),
                        {"scale = 0.5 is set but score is dot", "scaled_dot only"});
+  expect_forward_error(with([](AttentionOptions& o) { o.query_offset = std::numeric_limits<int64_t>::min(); }),
+                       {"query_offset", "out of range"});
   expect_forward_error(with([](AttentionOptions& o) { o.window = Window{-1, 0}; }), {"window left = -1"});
   expect_forward_error(with([](AttentionOptions& o) { o.window = Window{0, -2}; }), {"window right = -2"});
   expect_forward_error(with([](AttentionOptions& o) { o.score = static_cast<ScoreFn>(9); }),
