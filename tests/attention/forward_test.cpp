@@ -380,6 +380,20 @@ TEST(AttentionForward, AutomaticBackendMatchesDirectFormula) {
   check_against_direct(c, Built{bt.q, bt.k, bt.v, bt.ex, op, bt.in});
 }
 
+TEST(AttentionForward, FusedBackendRunsCorrectlyOrSaysItIsNotBuilt) {
+  // Until the fused kernels land, backend fused throws; afterwards it must match.
+  Case c;
+  c.causal = true;
+  Built bt = build(c);
+  bt.opts.backend = AttentionBackend::fused;
+  try {
+    check_against_direct(c, bt);
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("attention: the fused backend is not built"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(ScoreFnNames, RoundTrip) {
   for (ScoreFn fn : kAllFns) EXPECT_EQ(parse_score_fn(score_fn_name(fn)), fn);
   EXPECT_STREQ(score_fn_name(ScoreFn::scaled_dot), "scaled_dot");
