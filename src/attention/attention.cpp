@@ -83,16 +83,42 @@ Tensor to_4d(Tensor t) {
   return t;
 }
 
+// The first element of a float tensor (f32 or bf16, any strides) that is NaN or infinite
+// (-inf allowed when allow_neg_inf): its row-major position (-1 if none) and value. Reads in
+// place, without copying the tensor.
+struct NonFinite {
+  int64_t pos = -1;
+  float value = 0;
+};
+
+NonFinite first_non_finite(const Tensor& t, bool allow_neg_inf) {
+  const Tensor t4 = to_4d(t);  // every tensor checked here has rank <= 4
+  const Shape& n = t4.shape();
+  const Shape& st = t4.strides();
+  const bool is_bf16 = t4.dtype() == DType::bf16;
+  const void* base = t4.raw_data();
+  int64_t pos = 0;
+  for (int64_t a = 0; a < n[0]; ++a)
+    for (int64_t b = 0; b < n[1]; ++b)
+      for (int64_t c = 0; c < n[2]; ++c)
+        for (int64_t d = 0; d < n[3]; ++d, ++pos) {
+          const int64_t off = a * st[0] + b * st[1] + c * st[2] + d * st[3];
+          const float x = is_bf16 ? bf16_to_f32(static_cast<const bf16*>(base)[off])
+                                  : static_cast<const float*>(base)[off];
+          if (!std::isfinite(x) && !(allow_neg_inf && x == -std::numeric_limits<float>::infinity()))
+            return {pos, x};
+        }
+  return {};
+}
+
 // NaN / Inf check for check_finite (allow_neg_inf: for the bias, where -inf hides a key).
 void check_finite_values(const char* op, const char* name, const Tensor& t, bool allow_neg_inf) {
-  const std::vector<float> vals = t.to_vector();
-  for (size_t n = 0; n < vals.size(); ++n) {
-    const float x = vals[n];
-    if (std::isfinite(x) || (allow_neg_inf && x == -std::numeric_limits<float>::infinity())) continue;
-    fail(op, ": ", name, " holds ", std::isnan(x) ? "NaN" : (x > 0 ? "+inf" : "-inf"), " at ",
-         index_str(t.shape(), static_cast<int64_t>(n)), " (shape ", shape_str(t.shape()), ")",
-         allow_neg_inf ? "; bias values must be finite or -inf" : " and check_finite is set");
-  }
+  const NonFinite bad = first_non_finite(t, allow_neg_inf);
+  if (bad.pos < 0) return;
+  const float x = bad.value;
+  fail(op, ": ", name, " holds ", std::isnan(x) ? "NaN" : (x > 0 ? "+inf" : "-inf"), " at ",
+       index_str(t.shape(), bad.pos), " (shape ", shape_str(t.shape()), ")",
+       allow_neg_inf ? "; bias values must be finite or -inf" : " and check_finite is set");
 }
 
 // Everything attention_forward / attention_backward need after validation.
