@@ -523,6 +523,9 @@ void write_npy_files(const std::vector<std::pair<std::string, Tensor>>& files) {
     std::error_code ec;
     if (std::filesystem::is_directory(path, ec))
       fail("cannot write '", path, "': it is a directory");
+    const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+    if (!parent.empty() && !std::filesystem::is_directory(parent, ec))
+      fail("cannot write '", path, "': directory '", parent.string(), "' does not exist");
   }
   // Phase 1: every file complete under a temporary name (itself written atomically).
   const std::string suffix = ".tmp." + std::to_string(::getpid()) + ".staged";
@@ -532,6 +535,14 @@ void write_npy_files(const std::vector<std::pair<std::string, Tensor>>& files) {
       staged.push_back(path + suffix);
       write_npy(staged.back(), t);
     }
+  } catch (const Error& e) {
+    for (const auto& s : staged) ::unlink(s.c_str());
+    // Name the destination, not the temporary.
+    std::string msg = e.what();
+    const std::string& tmp = staged.back();
+    for (size_t at; (at = msg.find(tmp)) != std::string::npos;)
+      msg.replace(at, tmp.size(), files[staged.size() - 1].first);
+    throw Error(msg);
   } catch (...) {
     for (const auto& s : staged) ::unlink(s.c_str());
     throw;
