@@ -324,9 +324,12 @@ const PyValue* find_key(const PyValue& dict, const char* key) {
   return nullptr;
 }
 
-void fsync_dir_of(const std::string& path) {
+std::string dir_of(const std::string& path) {
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  const std::filesystem::path dir = parent.empty() ? std::filesystem::path(".") : parent;
+  return parent.empty() ? std::string(1, '.') : parent.string();
+}
+
+void fsync_dir(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0) {
     ::fsync(fd);
@@ -547,15 +550,18 @@ void write_npy_files(const std::vector<std::pair<std::string, Tensor>>& files) {
     for (const auto& s : staged) ::unlink(s.c_str());
     throw;
   }
-  // Phase 2: rename into place (same directory, so each rename is atomic and cheap).
+  // Phase 2: rename into place (same directory, so each rename is atomic and cheap), then
+  // make the renames durable with one fsync per directory.
+  std::set<std::string> dirs;
   for (size_t i = 0; i < files.size(); ++i) {
     if (::rename(staged[i].c_str(), files[i].first.c_str()) != 0) {
       const int err = errno;
       for (size_t j = i; j < staged.size(); ++j) ::unlink(staged[j].c_str());
       fail("cannot write '", files[i].first, "': rename failed: ", std::strerror(err));
     }
-    fsync_dir_of(files[i].first);
+    dirs.insert(dir_of(files[i].first));
   }
+  for (const auto& d : dirs) fsync_dir(d);
 }
 
 }  // namespace attn::io

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -105,10 +106,13 @@ struct Case {
   std::string name;
   std::vector<std::string> flags;  // extra CLI flags (files referenced must exist)
   AttentionOptions opts;
-  bool with_bias = false, with_key_lengths = false;
+  bool with_bias = false;
+  std::vector<int32_t> key_lengths;  // [B]; empty: no padding mask
 };
 
-class AttendMatchesLibrary : public AttendCli {
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
+class AttendMatchesLibrary : public AttendCli, public ::testing::WithParamInterface<Case> {
  protected:
   // Runs one case through the CLI (forward + backward, every output) and through the library.
   void check(const Case& c) {
@@ -145,8 +149,8 @@ class AttendMatchesLibrary : public AttendCli {
       io::write_npy(path("bias.npy"), ex.bias);
       args.insert(args.end(), {"--bias", path("bias.npy"), "--dbias", path("dbias.npy")});
     }
-    if (c.with_key_lengths) {
-      ex.key_lengths = Tensor::from_vector_i32({4, 7}, {B});
+    if (!c.key_lengths.empty()) {
+      ex.key_lengths = Tensor::from_vector_i32(c.key_lengths, {B});
       io::write_npy(path("kl.npy"), ex.key_lengths);
       args.insert(args.end(), {"--key-lengths", path("kl.npy")});
     }
@@ -181,48 +185,61 @@ class AttendMatchesLibrary : public AttendCli {
   }
 };
 
-AttentionOptions with_score(ScoreFn s) {
+AttentionOptions opts_of(ScoreFn s, bool causal = false, int64_t query_offset = 0,
+                         std::optional<Window> window = std::nullopt, double dropout = 0, uint64_t seed = 0) {
   AttentionOptions o;
   o.score = s;
+  o.causal = causal;
+  o.query_offset = query_offset;
+  o.window = window;
+  o.dropout = dropout;
+  o.seed = seed;
   return o;
 }
 
-TEST_F(AttendMatchesLibrary, EveryScoreFunction) {
-  check({"dot", {}, with_score(ScoreFn::dot)});
-  check({"scaled_dot default scale", {}, with_score(ScoreFn::scaled_dot)});
-  AttentionOptions scaled = with_score(ScoreFn::scaled_dot);
-  scaled.scale = 0.3;
-  check({"scaled_dot --scale 0.3", {"--scale", "0.3"}, scaled});
-  AttentionOptions cosine = with_score(ScoreFn::cosine);
-  cosine.temperature = 0.25;
-  check({"cosine --temperature 0.25", {"--temperature", "0.25"}, cosine});
-  check({"general", {}, with_score(ScoreFn::general)});
-  check({"additive", {}, with_score(ScoreFn::additive)});
+AttentionOptions scaled_by(double scale) {
+  AttentionOptions o;
+  o.scale = scale;
+  return o;
 }
 
-TEST_F(AttendMatchesLibrary, EveryMask) {
-  AttentionOptions o;
-  o.causal = true;
-  check({"causal", {"--causal"}, o});
-  o.query_offset = 2;
-  check({"causal with query offset", {"--causal", "--query-offset", "2"}, o});
-  o = AttentionOptions{};
-  o.window = Window{1, 2};
-  check({"window", {"--window", "1,2"}, o});
-  o.query_offset = -1;
-  check({"window with negative query offset", {"--window", "1,2", "--query-offset=-1"}, o});
-  o = AttentionOptions{};
-  check({"key lengths", {}, o, false, true});
-  check({"bias", {}, o, true, false});
-  o.dropout = 0.3;
-  o.seed = 11;
-  check({"dropout", {"--dropout", "0.3", "--seed", "11"}, o});
-  o = AttentionOptions{};
-  o.score = ScoreFn::general;
-  o.causal = true;
-  o.window = Window{2, 0};
-  check({"general + causal + window + key lengths + bias", {"--causal", "--window", "2,0"}, o, true, true});
+AttentionOptions cosine_at(double temperature) {
+  AttentionOptions o = opts_of(ScoreFn::cosine);
+  o.temperature = temperature;
+  return o;
 }
+
+Case make_case(std::string name, std::vector<std::string> flags, AttentionOptions opts, bool with_bias = false,
+               std::vector<int32_t> key_lengths = {}) {
+  return Case{std::move(name), std::move(flags), opts, with_bias, std::move(key_lengths)};
+}
+
+const Case kCases[] = {
+    // Every score function.
+    make_case("dot", {}, opts_of(ScoreFn::dot)),
+    make_case("scaled_dot", {}, opts_of(ScoreFn::scaled_dot)),
+    make_case("scaled_dot_scale", {"--scale", "0.3"}, scaled_by(0.3)),
+    make_case("cosine_temperature", {"--temperature", "0.25"}, cosine_at(0.25)),
+    make_case("general", {}, opts_of(ScoreFn::general)),
+    make_case("additive", {}, opts_of(ScoreFn::additive)),
+    // Every mask, and dropout.
+    make_case("causal", {"--causal"}, opts_of(ScoreFn::scaled_dot, true)),
+    make_case("causal_query_offset", {"--causal", "--query-offset", "2"}, opts_of(ScoreFn::scaled_dot, true, 2)),
+    make_case("window", {"--window", "1,2"}, opts_of(ScoreFn::scaled_dot, false, 0, Window{1, 2})),
+    make_case("window_negative_query_offset", {"--window", "1,2", "--query-offset=-1"},
+     opts_of(ScoreFn::scaled_dot, false, -1, Window{1, 2})),
+    make_case("key_lengths", {}, opts_of(ScoreFn::scaled_dot), false, {4, 7}),
+    make_case("bias", {}, opts_of(ScoreFn::scaled_dot), true),
+    make_case("dropout", {"--dropout", "0.3", "--seed", "11"}, opts_of(ScoreFn::scaled_dot, false, 0, {}, 0.3, 11)),
+    // Everything at once; batch 0 has no visible key (out 0, lse -inf).
+    make_case("additive_causal_window_key_lengths_bias", {"--causal", "--window", "2,0"},
+     opts_of(ScoreFn::additive, true, 0, Window{2, 0}), true, {0, 5}),
+};
+
+TEST_P(AttendMatchesLibrary, OutputsAndGradients) { check(GetParam()); }
+
+INSTANTIATE_TEST_SUITE_P(Cases, AttendMatchesLibrary, ::testing::ValuesIn(kCases),
+                         [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 TEST_F(AttendCli, KeyLengthsMayBeInt64AndInputsFloat64) {
   Tensor q = input("q.npy", {2, 2, 3, 4});
