@@ -301,6 +301,9 @@ int run_attend(const AttendArgs& a) {
             std::tuple{"dwk", grads.dwk, rg.dwk}, std::tuple{"dva", grads.dva, rg.dva},
             std::tuple{"dbias", grads.dbias, rg.dbias}})
         if (mine.defined() || theirs.defined()) pairs.emplace_back(name, mine, theirs);
+      if (score == ScoreFn::cosine)
+        pairs.emplace_back("dtemperature", Tensor::full({}, static_cast<float>(grads.dtemperature)),
+                           Tensor::full({}, static_cast<float>(rg.dtemperature)));
     }
     std::ostringstream os;
     os << std::scientific << std::setprecision(2);
