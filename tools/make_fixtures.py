@@ -70,11 +70,12 @@ def write_safetensors(path, tensors, metadata):
 
 
 def np32(t):
-    return t.detach().cpu().to(torch.float32).numpy()
+    # .numpy() shares memory with the tensor: copy, or later in-place updates would leak in.
+    return t.detach().cpu().to(torch.float32).numpy().copy()
 
 
 def mask_i32(m):
-    return m.detach().cpu().to(torch.int32).numpy()
+    return m.detach().cpu().to(torch.int32).numpy().copy()
 
 
 def metadata(config, notes):
@@ -319,13 +320,14 @@ def optimizers():
     optimizer_fixture("optim_sgd_nesterov",
                       lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.8, nesterov=True),
                       nes, {"type": "cosine", "warmup": 1, "total": 3, "min_lr_ratio": 0.1})
-    adam = {"type": "adam", "lr": 0.01, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01}
+    # eps large enough that putting it inside the sqrt or before the bias correction would show.
+    adam = {"type": "adam", "lr": 0.01, "betas": [0.9, 0.999], "eps": 1e-2, "weight_decay": 0.01}
     optimizer_fixture("optim_adam",
-                      lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01),
+                      lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.9, 0.999), eps=1e-2, weight_decay=0.01),
                       adam, {"type": "inverse_sqrt", "warmup": 2})
-    adamw = {"type": "adamw", "lr": 0.02, "betas": [0.85, 0.99], "eps": 1e-6, "weight_decay": 0.1}
+    adamw = {"type": "adamw", "lr": 0.02, "betas": [0.85, 0.99], "eps": 1e-3, "weight_decay": 0.1}
     optimizer_fixture("optim_adamw",
-                      lambda p: torch.optim.AdamW(p, lr=0.02, betas=(0.85, 0.99), eps=1e-6, weight_decay=0.1),
+                      lambda p: torch.optim.AdamW(p, lr=0.02, betas=(0.85, 0.99), eps=1e-3, weight_decay=0.1),
                       adamw, {"type": "cosine", "warmup": 1, "total": 3, "min_lr_ratio": 0.0}, clip=1.0)
 
 
