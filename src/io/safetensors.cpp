@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -261,6 +263,17 @@ json parse_header_json(const char* p, size_t n, const std::string& source) {
   return h;
 }
 
+StringMap parse_metadata(const json& m, const std::string& source) {
+  if (!m.is_object()) fail(where(source), "__metadata__ must be an object of strings");
+  StringMap out;
+  for (auto it = m.begin(); it != m.end(); ++it) {
+    if (!it.value().is_string())
+      fail(where(source), "__metadata__ value for '", it.key(), "' must be a string, got ", it.value().dump());
+    out[it.key()] = it.value().get<std::string>();
+  }
+  return out;
+}
+
 }  // namespace
 
 const Tensor& Safetensors::at(const std::string& name) const {
@@ -384,12 +397,7 @@ Safetensors parse_safetensors(const void* data, size_t bytes, const std::string&
   std::vector<Entry> entries;
   for (auto it = h.begin(); it != h.end(); ++it) {
     if (it.key() == "__metadata__") {
-      if (!it.value().is_object()) fail(where(source), "__metadata__ must be an object of strings");
-      for (auto m = it.value().begin(); m != it.value().end(); ++m) {
-        if (!m.value().is_string())
-          fail(where(source), "__metadata__ value for '", m.key(), "' must be a string, got ", m.value().dump());
-        out.metadata[m.key()] = m.value().get<std::string>();
-      }
+      out.metadata = parse_metadata(it.value(), source);
       continue;
     }
     Entry e = parse_entry(source, it.key(), it.value());
@@ -433,6 +441,29 @@ Safetensors parse_safetensors(const void* data, size_t bytes, const std::string&
 Safetensors read_safetensors(const std::string& path) {
   const std::string bytes = read_file(path);
   return parse_safetensors(bytes.data(), bytes.size(), path);
+}
+
+StringMap read_safetensors_metadata(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) fail("cannot read '", path, "': ", std::strerror(errno), " (check the path)");
+  const uint64_t size = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  if (size < 8) fail(where(path), "file is ", size, " bytes, shorter than the 8-byte header length (truncated?)");
+  unsigned char len[8];
+  in.read(reinterpret_cast<char*>(len), 8);
+  const uint64_t n = load_le<uint64_t>(len);
+  if (n > size - 8)
+    fail(where(path), "header length ", n, " exceeds the ", size - 8,
+         " bytes after the length field (truncated or not a safetensors file)");
+  if (n > kMaxHeaderBytes) fail(where(path), "header length ", n, " exceeds the format's 100 MB limit");
+  std::string text(n, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(n));
+  if (!in) fail("cannot read '", path, "': read error");
+  if (n == 0 || text[0] != '{') fail(where(path), "header is not a JSON object (must start with '{')");
+  json h = parse_header_json(text.data(), n, path);
+  if (!h.is_object()) fail(where(path), "header is not a JSON object");
+  if (!h.contains("__metadata__")) return {};
+  return parse_metadata(h["__metadata__"], path);
 }
 
 }  // namespace attn::io

@@ -58,4 +58,8 @@ Safetensors parse_safetensors(const void* data, size_t bytes, const std::string&
 // Reads and validates a safetensors file.
 Safetensors read_safetensors(const std::string& path);
 
+// Reads only the "__metadata__" of a safetensors file (the length field and the header, not
+// the tensor data; the header JSON is validated, the tensor entries are not).
+StringMap read_safetensors_metadata(const std::string& path);
+
 }  // namespace attn::io
