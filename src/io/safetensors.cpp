@@ -400,6 +400,7 @@ Safetensors parse_safetensors(const void* data, size_t bytes, const std::string&
       out.metadata = parse_metadata(it.value(), source);
       continue;
     }
+    if (it.key().empty()) fail(where(source), "a tensor has an empty name");
     Entry e = parse_entry(source, it.key(), it.value());
     if (e.end > buf_bytes)
       fail(where(source), "tensor '", e.name, "': data_offsets [", e.begin, ", ", e.end,
