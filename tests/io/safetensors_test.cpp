@@ -171,6 +171,13 @@ TEST(SafetensorsMalformed, BadFieldTypes) {
   EXPECT_TRUE(has(parse_error(make_file(R"({"__metadata__": {"k": 1}})", 0)), "must be a string"));
   EXPECT_TRUE(has(parse_error(make_file(
                   R"({"w": {"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 8]}})", 8)), "too large"));
+  // numel * 8 would wrap around 2^64 to 0 without the cap: must not pass as an empty tensor.
+  EXPECT_TRUE(has(parse_error(make_file(
+                      R"({"w": {"dtype": "F64", "shape": [2305843009213693952, 1], "data_offsets": [0, 0]}})", 0)),
+                  "too large"));
+  EXPECT_TRUE(has(parse_error(make_file(
+                      R"({"w": {"dtype": "F64", "shape": [65536, 65536, 65536, 65536], "data_offsets": [0, 0]}})", 0)),
+                  "too large"));
 }
 
 TEST(SafetensorsMalformed, OffsetsOutOfRange) {
