@@ -253,6 +253,68 @@ void check_case(const Case& c, uint64_t seed = 1) {
   set_num_threads(0);
 }
 
+// bf16 inputs: the oracle sees the same bf16-rounded values in double; P is rounded to bf16
+// inside the AVX-512-BF16 path, hence the 1e-2 tolerance. Runs the vdpbf16ps tiles (when the
+// CPU has them) and the f32 fallback, on every target.
+void check_case_bf16(const Case& c, uint64_t seed = 2) {
+  SCOPED_TRACE(c.name + " bf16");
+  Data d = make_data(c, seed);
+  std::vector<bf16> qb, kb, vb;
+  for (auto* pr : {&d.q, &d.k, &d.v}) {
+    auto& dst = pr == &d.q ? qb : pr == &d.k ? kb : vb;
+    for (float& e : *pr) {
+      dst.push_back(f32_to_bf16(e));
+      e = bf16_to_f32(dst.back());
+    }
+  }
+  const Oracle ref = naive_forward(d.p, d.q.data(), d.k.data(), d.v.data(), c.score);
+  for (int64_t target : cpu::flash_supported_targets()) {
+    cpu::flash_force_target(target);
+    for (bool fallback : {false, true}) {
+      cpu::flash_force_bf16_fallback(fallback);
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        std::vector<float> out(static_cast<size_t>(d.out_size), 12345.f);
+        std::vector<float> lse(static_cast<size_t>(d.p.B * d.p.Hq * d.p.Nq), 12345.f);
+        cpu::flash_attention_forward_bf16(d.p, qb.data(), kb.data(), vb.data(), out.data(),
+                                          lse.data(), c.score);
+        expect_close(d.p, out, lse, ref, 1e-2,
+                     c.name + " bf16 target " + cpu::flash_target_name(target) +
+                         (fallback ? " fallback" : "") + " threads " + std::to_string(threads));
+      }
+    }
+  }
+  cpu::flash_force_bf16_fallback(false);
+  cpu::flash_force_target(0);
+  set_num_threads(0);
+}
+
+TEST(FlashForwardBf16, Shapes) {
+  for (int64_t n : {1, 7, 64, 65})
+    for (int64_t dim : {1, 16, 63, 64, 80, 128}) {
+      Case c;
+      c.name = "N=" + std::to_string(n) + " D=" + std::to_string(dim);
+      c.Nq = n, c.Nk = n + 2, c.D = dim, c.Dv = dim == 128 ? 33 : dim;
+      c.Hq = 2, c.Hkv = 1;
+      check_case_bf16(c);
+    }
+}
+
+TEST(FlashForwardBf16, Masks) {
+  Case c;
+  c.name = "causal window bias dropout strided";
+  c.B = 2, c.Hq = 4, c.Hkv = 2, c.Nq = 70, c.Nk = 150, c.D = 64, c.Dv = 64;
+  c.causal = true, c.query_offset = 80, c.window = true, c.wl = 60, c.wr = 0;
+  c.bias = Case::Bias::full, c.bias_neg_inf = true, c.dropout = 0.2, c.strided = true;
+  c.key_lengths = {150, 111};
+  check_case_bf16(c);
+  c.name = "cosine";
+  c = Case{};
+  c.Hq = 2, c.Hkv = 2, c.Nq = 30, c.Nk = 90, c.D = 32, c.Dv = 32;
+  c.score = FlashScore::cosine, c.zero_rows = true;
+  check_case_bf16(c);
+}
+
 TEST(FlashForward, ShapesSweep) {
   for (int64_t n : {1, 2, 7, 63, 64, 65})
     for (int64_t dim : {1, 16, 63, 64, 80, 128, 256}) {

@@ -676,7 +676,8 @@ void WeightsFromLse(const AttentionProblem& p, const float* q, const float* k, c
   }
 }
 
-const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
+// The bf16 tiles assume 16-lane f32 vectors (AVX-512 query blocks).
+bool Bf16TilesFit() { return kN == 16; }
 
 }  // namespace attn::cpu::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
@@ -688,6 +689,7 @@ HWY_EXPORT(ForwardF32);
 HWY_EXPORT(ForwardBf16);
 HWY_EXPORT(WeightsFromLse);
 HWY_EXPORT(Exp2Array);
+HWY_EXPORT(Bf16TilesFit);
 
 namespace {
 bool g_bf16_fallback = false;
@@ -701,7 +703,8 @@ void flash_attention_forward(const kernels::AttentionProblem& p, const float* q,
 void flash_attention_forward_bf16(const kernels::AttentionProblem& p, const bf16* q,
                                   const bf16* k, const bf16* v, float* out, float* lse,
                                   FlashScore score) {
-  if (!g_bf16_fallback && flash_detail::bf16_tiles_available()) {
+  if (!g_bf16_fallback && flash_detail::bf16_tiles_available() &&
+      HWY_DYNAMIC_DISPATCH(Bf16TilesFit)()) {
     HWY_DYNAMIC_DISPATCH(ForwardBf16)(p, q, k, v, out, lse, score == FlashScore::cosine);
     return;
   }
