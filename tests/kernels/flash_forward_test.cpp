@@ -270,8 +270,9 @@ void check_case_bf16(const Case& c, uint64_t seed = 2) {
   const Oracle ref = naive_forward(d.p, d.q.data(), d.k.data(), d.v.data(), c.score);
   for (int64_t target : cpu::flash_supported_targets()) {
     cpu::flash_force_target(target);
-    for (bool fallback : {false, true}) {
-      cpu::flash_force_bf16_fallback(fallback);
+    for (auto path : {cpu::Bf16Path::best, cpu::Bf16Path::avx512_bf16, cpu::Bf16Path::f32}) {
+      cpu::flash_force_bf16_path(path);
+      const std::string path_name = cpu::flash_bf16_path_name();
       for (int threads : {1, 2}) {
         set_num_threads(threads);
         std::vector<float> out(static_cast<size_t>(d.out_size), 12345.f);
@@ -280,11 +281,11 @@ void check_case_bf16(const Case& c, uint64_t seed = 2) {
                                           lse.data(), c.score);
         expect_close(d.p, out, lse, ref, 1e-2,
                      c.name + " bf16 target " + cpu::flash_target_name(target) +
-                         (fallback ? " fallback" : "") + " threads " + std::to_string(threads));
+                         " " + path_name + " threads " + std::to_string(threads));
       }
     }
   }
-  cpu::flash_force_bf16_fallback(false);
+  cpu::flash_force_bf16_path(cpu::Bf16Path::best);
   cpu::flash_force_target(0);
   set_num_threads(0);
 }

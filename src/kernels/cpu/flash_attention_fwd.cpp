@@ -269,7 +269,7 @@ struct Scratch {
     qrows = hwy::AllocateAligned<float>(static_cast<size_t>(kDirectMaxRows * std::max<int64_t>(D, 1)));
     knorm = hwy::AllocateAligned<float>(kBc);
     if (bf16) {
-      qt2 = hwy::AllocateAligned<uint16_t>(static_cast<size_t>((D + 1) / 2 * 2 * kBr));
+      qt2 = hwy::AllocateAligned<uint16_t>(static_cast<size_t>((D + 31) / 32 * 32 * kBr));
       vpack2 = hwy::AllocateAligned<uint16_t>(static_cast<size_t>(kBc * ldo));
     }
     qrow_ptrs.resize(kBr);
@@ -301,7 +301,8 @@ struct Ctx {
   const T *q, *k, *v;
   float *out, *lse;
   bool cosine;
-  bool use_bf16;  // AVX-512-BF16 tiles (T = bf16)
+  bool use_bf16;  // bf16 tiles (T = bf16)
+  const Bf16Tiles* tiles;
   int64_t G, ldo; // group size, O tile row stride (Dv rounded up to the vector width)
   float score_mul;  // scale * log2(e)
 };
@@ -325,7 +326,7 @@ void BlockForward(const Ctx<T>& c, const Row* rows, int nrows, int64_t ka, int64
     s.m[r] = kNegInf;
     s.l[r] = 0.f;
   }
-  std::fill(s.o.get(), s.o.get() + nrows * c.ldo, 0.f);
+  std::fill(s.o.get(), s.o.get() + kBr * c.ldo, 0.f);
 
   // Pack the query block (normalised for cosine).
   for (int r = 0; r < nrows; ++r) {
@@ -382,7 +383,7 @@ void BlockForward(const Ctx<T>& c, const Row* rows, int nrows, int64_t ka, int64
       else
         QkPacked(s.qt.get(), nqv, ktile, ldk, nk, D, st);
     } else {
-      bf16_qk(s.qt2.get(), kBr, nqv, ktile, ldk, nk, D, st);
+      c.tiles->qk(s.qt2.get(), kBr, nqv, ktile, ldk, nk, D, st);
     }
 
     // Scale (cosine: by 1/|k_c| too), bias, mask; then the running max.
@@ -459,7 +460,7 @@ void BlockForward(const Ctx<T>& c, const Row* rows, int nrows, int64_t ka, int64
       }
       Pv(st, nrows, nk, vsrc, vld, nvec, s.alpha.get(), s.o.get(), c.ldo);
     } else {
-      bf16_pv(st, kBr, nrows, nk, vtile, ldv, Dv, s.alpha.get(), s.o.get(), c.ldo, s.vpack2.get());
+      c.tiles->pv(st, kBr, nrows, nk, vtile, ldv, Dv, s.alpha.get(), s.o.get(), c.ldo, s.vpack2.get());
     }
   }
 }
@@ -534,6 +535,7 @@ void ForwardImpl(const Ctx<T>& c) {
 #pragma omp parallel num_threads(threads)
   {
     Scratch s(p.D, c.ldo, c.use_bf16);
+    if (c.tiles) c.tiles->begin();
     Row rows[kBr];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
@@ -595,21 +597,22 @@ void ForwardImpl(const Ctx<T>& c) {
         FinishRows(rows, nrows, m, l, o, c.ldo, Dv);
       }
     }
+    if (c.tiles) c.tiles->end();
   }
 }
 
 void ForwardF32(const AttentionProblem& p, const float* q, const float* k, const float* v,
                 float* out, float* lse, bool cosine) {
-  Ctx<float> c{&p, q, k, v, out, lse, cosine, false, p.Hq / p.Hkv,
+  Ctx<float> c{&p, q, k, v, out, lse, cosine, false, nullptr, p.Hq / p.Hkv,
                (p.Dv + kN - 1) / kN * kN, static_cast<float>(p.scale) * kLog2e};
   if (c.ldo == 0) c.ldo = kN;
   ForwardImpl(c);
 }
 
 void ForwardBf16(const AttentionProblem& p, const bf16* q, const bf16* k, const bf16* v,
-                 float* out, float* lse, bool cosine) {
+                 float* out, float* lse, bool cosine, const Bf16Tiles* tiles) {
   // The bf16 tiles write O rows in 16-float steps.
-  Ctx<bf16> c{&p, q, k, v, out, lse, cosine, true, p.Hq / p.Hkv,
+  Ctx<bf16> c{&p, q, k, v, out, lse, cosine, true, tiles, p.Hq / p.Hkv,
               std::max<int64_t>(16, (p.Dv + 15) / 16 * 16), static_cast<float>(p.scale) * kLog2e};
   c.ldo = (c.ldo + kN - 1) / kN * kN;
   ForwardImpl(c);
@@ -692,7 +695,7 @@ HWY_EXPORT(Exp2Array);
 HWY_EXPORT(Bf16TilesFit);
 
 namespace {
-bool g_bf16_fallback = false;
+Bf16Path g_bf16_path = Bf16Path::best;
 }
 
 void flash_attention_forward(const kernels::AttentionProblem& p, const float* q, const float* k,
@@ -703,9 +706,10 @@ void flash_attention_forward(const kernels::AttentionProblem& p, const float* q,
 void flash_attention_forward_bf16(const kernels::AttentionProblem& p, const bf16* q,
                                   const bf16* k, const bf16* v, float* out, float* lse,
                                   FlashScore score) {
-  if (!g_bf16_fallback && flash_detail::bf16_tiles_available() &&
-      HWY_DYNAMIC_DISPATCH(Bf16TilesFit)()) {
-    HWY_DYNAMIC_DISPATCH(ForwardBf16)(p, q, k, v, out, lse, score == FlashScore::cosine);
+  const flash_detail::Bf16Tiles* tiles =
+      g_bf16_path == Bf16Path::f32 ? nullptr : flash_detail::bf16_tiles(g_bf16_path == Bf16Path::best);
+  if (tiles && HWY_DYNAMIC_DISPATCH(Bf16TilesFit)()) {
+    HWY_DYNAMIC_DISPATCH(ForwardBf16)(p, q, k, v, out, lse, score == FlashScore::cosine, tiles);
     return;
   }
   // Fallback: widen to f32 (contiguous copies) and run the f32 kernel.
@@ -778,7 +782,13 @@ void flash_force_target(int64_t target) {
 
 const char* flash_target_name(int64_t target) { return hwy::TargetName(target); }
 
-void flash_force_bf16_fallback(bool on) { g_bf16_fallback = on; }
+void flash_force_bf16_path(Bf16Path path) { g_bf16_path = path; }
+
+const char* flash_bf16_path_name() {
+  const flash_detail::Bf16Tiles* tiles =
+      g_bf16_path == Bf16Path::f32 ? nullptr : flash_detail::bf16_tiles(g_bf16_path == Bf16Path::best);
+  return tiles && HWY_DYNAMIC_DISPATCH(Bf16TilesFit)() ? tiles->name : "f32 fallback";
+}
 
 void flash_exp2(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Exp2Array)(x, y, n); }
 

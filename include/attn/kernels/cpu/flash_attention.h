@@ -31,8 +31,9 @@ void flash_attention_forward(const kernels::AttentionProblem& p, const float* q,
                              FlashScore score = FlashScore::dot);
 
 // bf16 inputs (q, k, v as raw bf16 bits, same strides in elements), f32 accumulation, f32 out.
-// Uses AVX-512-BF16 (vdpbf16ps) for Q·Kᵀ and P·V when the CPU has it (P is rounded to bf16
-// there); otherwise converts to f32 and runs the f32 kernel.
+// Q·Kᵀ and P·V run on AMX tiles (tdpbf16ps) when the CPU and OS allow them, else on
+// AVX-512-BF16 (vdpbf16ps); P is rounded to bf16 there. Otherwise q, k, v are widened to f32
+// and the f32 kernel runs.
 void flash_attention_forward_bf16(const kernels::AttentionProblem& p, const bf16* q,
                                   const bf16* k, const bf16* v, float* out, float* lse,
                                   FlashScore score = FlashScore::dot);
@@ -63,8 +64,12 @@ void attention_weights_from_lse(const kernels::AttentionProblem& p, const float*
 std::vector<int64_t> flash_supported_targets();
 void flash_force_target(int64_t target);
 const char* flash_target_name(int64_t target);
-// For tests: disable the AVX-512-BF16 path so the bf16 fallback is exercised.
-void flash_force_bf16_fallback(bool on);
+// Which tiles the bf16 forward uses: the best the CPU has (AMX tdpbf16ps, else AVX-512-BF16
+// vdpbf16ps), AVX-512-BF16 only, or the f32 fallback (tests force each in turn).
+enum class Bf16Path { best, avx512_bf16, f32 };
+void flash_force_bf16_path(Bf16Path path);
+// Name of the bf16 path the next call takes ("AMX-BF16", "AVX512-BF16" or "f32 fallback").
+const char* flash_bf16_path_name();
 
 // The vectorised exp2 used by the kernel, applied element-wise (for its accuracy test).
 void flash_exp2(const float* x, float* y, int64_t n);
