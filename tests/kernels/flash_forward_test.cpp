@@ -1,4 +1,4 @@
-// The fused CPU attention forward against a materialised double-precision oracle, for every
+// The fused CPU attention forward against the double-precision reference (kernels/ref), for every
 // mask, odd sizes, grouped-query heads, strided inputs, 1 and 2 threads and each SIMD target
 // compiled in and supported by this CPU.
 #include <gtest/gtest.h>
@@ -15,6 +15,7 @@
 #include "attn/core/threading.h"
 #include "attn/kernels/attention_problem.h"
 #include "attn/kernels/cpu/flash_attention.h"
+#include "attn/kernels/ref/attention_ref.h"
 
 namespace attn {
 namespace {
@@ -135,65 +136,37 @@ Data make_data(const Case& c, uint64_t seed) {
   return d;
 }
 
-// The oracle: scores materialised in double. out [B, Hq, Nq, Dv] dense, lse [B, Hq, Nq],
-// weights [B, Hq, Nq, Nk] (after dropout).
+// The oracle: the double-precision reference (kernels/ref) run on the same inputs widened to
+// double. out [B, Hq, Nq, Dv] dense, lse [B, Hq, Nq], weights [B, Hq, Nq, Nk] (after dropout).
 struct Oracle {
   std::vector<double> out, lse, weights;
 };
 
-Oracle naive_forward(const AttentionProblem& p, const float* q, const float* k, const float* v,
-                     FlashScore score, const float* w_general = nullptr) {
+Oracle ref_forward(const AttentionProblem& p, const Data& d, FlashScore score,
+                   const std::vector<float>* w_general = nullptr) {
+  auto widen = [](const std::vector<float>& x) { return std::vector<double>(x.begin(), x.end()); };
+  const std::vector<double> q = widen(d.q), k = widen(d.k), v = widen(d.v);
+  std::vector<double> w;
+  ref::ScoreParams64 s;
+  s.fn = score == FlashScore::cosine ? ScoreFn::cosine : ScoreFn::scaled_dot;
+  if (score == FlashScore::cosine) s.temperature = 1.0 / p.scale;
+  if (w_general) {
+    w = widen(*w_general);
+    s.fn = ScoreFn::general;
+    s.w = w.data();
+  }
+  std::vector<double> out(static_cast<size_t>(d.out_size), 0.0);
   Oracle o;
-  o.out.assign(static_cast<size_t>(p.B * p.Hq * p.Nq * p.Dv), 0.0);
-  o.lse.assign(static_cast<size_t>(p.B * p.Hq * p.Nq), -kInf);
+  o.lse.assign(static_cast<size_t>(p.B * p.Hq * p.Nq), 0.0);
   o.weights.assign(static_cast<size_t>(p.B * p.Hq * p.Nq * p.Nk), 0.0);
-  const int64_t D = p.D;
-  std::vector<double> s(static_cast<size_t>(p.Nk)), qrow(static_cast<size_t>(p.Dk));
+  ref::attention_forward(p, s, q.data(), k.data(), v.data(), out.data(), o.lse.data(), o.weights.data());
+  o.out.resize(static_cast<size_t>(p.B * p.Hq * p.Nq * p.Dv));
   for (int64_t b = 0; b < p.B; ++b)
     for (int64_t h = 0; h < p.Hq; ++h)
-      for (int64_t i = 0; i < p.Nq; ++i) {
-        const float* qi = q + b * p.q_stride[0] + h * p.q_stride[1] + i * p.q_stride[2];
-        if (w_general) {
-          for (int64_t e = 0; e < p.Dk; ++e) {
-            double acc = 0;
-            for (int64_t dd = 0; dd < D; ++dd) acc += double(qi[dd]) * w_general[dd * p.Dk + e];
-            qrow[e] = acc;
-          }
-        } else {
-          for (int64_t e = 0; e < D; ++e) qrow[e] = qi[e];
-        }
-        double qn = 0;
-        for (int64_t e = 0; e < p.Dk; ++e) qn += qrow[e] * qrow[e];
-        double m = -kInf;
-        for (int64_t j = 0; j < p.Nk; ++j) {
-          s[j] = -kInf;
-          if (!p.visible(b, i, j)) continue;
-          const float* kj = k + b * p.k_stride[0] + p.kv_head(h) * p.k_stride[1] + j * p.k_stride[2];
-          double dot = 0, kn = 0;
-          for (int64_t e = 0; e < p.Dk; ++e) {
-            dot += qrow[e] * kj[e];
-            kn += double(kj[e]) * kj[e];
-          }
-          if (score == FlashScore::cosine) dot = (qn > 0 && kn > 0) ? dot / std::sqrt(qn * kn) : 0.0;
-          s[j] = dot * p.scale + p.bias_at(b, h, i, j);
-          m = std::max(m, s[j]);
-        }
-        if (m == -kInf) continue;
-        double sum = 0;
-        for (int64_t j = 0; j < p.Nk; ++j) sum += s[j] == -kInf ? 0.0 : std::exp(s[j] - m);
-        const double lse = m + std::log(sum);
-        const size_t row = static_cast<size_t>((b * p.Hq + h) * p.Nq + i);
-        o.lse[row] = lse;
-        for (int64_t j = 0; j < p.Nk; ++j) {
-          if (s[j] == -kInf) continue;
-          double w = std::exp(s[j] - lse);
-          if (p.dropout > 0)
-            w = dropout_keep(p.seed, p.dropout, b, h, i, j, p.Hq, p.Nq, p.Nk) ? w / (1 - p.dropout) : 0;
-          o.weights[row * p.Nk + j] = w;
-          const float* vj = v + b * p.v_stride[0] + p.kv_head(h) * p.v_stride[1] + j * p.v_stride[2];
-          for (int64_t e = 0; e < p.Dv; ++e) o.out[row * p.Dv + e] += w * vj[e];
-        }
-      }
+      for (int64_t i = 0; i < p.Nq; ++i)
+        for (int64_t e = 0; e < p.Dv; ++e)
+          o.out[static_cast<size_t>(((b * p.Hq + h) * p.Nq + i) * p.Dv + e)] =
+              out[static_cast<size_t>(b * p.o_stride[0] + h * p.o_stride[1] + i * p.o_stride[2] + e)];
   return o;
 }
 
@@ -233,7 +206,7 @@ void expect_close(const AttentionProblem& p, const std::vector<float>& out,
 void check_case(const Case& c, uint64_t seed = 1) {
   SCOPED_TRACE(c.name);
   const Data d = make_data(c, seed);
-  const Oracle ref = naive_forward(d.p, d.q.data(), d.k.data(), d.v.data(), c.score);
+  const Oracle ref = ref_forward(d.p, d, c.score);
   const auto targets = cpu::flash_supported_targets();
   ASSERT_FALSE(targets.empty());
   for (int64_t target : targets) {
@@ -267,7 +240,7 @@ void check_case_bf16(const Case& c, uint64_t seed = 2) {
       e = bf16_to_f32(dst.back());
     }
   }
-  const Oracle ref = naive_forward(d.p, d.q.data(), d.k.data(), d.v.data(), c.score);
+  const Oracle ref = ref_forward(d.p, d, c.score);
   for (int64_t target : cpu::flash_supported_targets()) {
     cpu::flash_force_target(target);
     for (auto path : {cpu::Bf16Path::best, cpu::Bf16Path::avx512_bf16, cpu::Bf16Path::f32}) {
@@ -494,7 +467,7 @@ TEST(FlashForward, General) {
   for (auto& e : d.k) e = static_cast<float>(rng.normal());
   std::vector<float> w(static_cast<size_t>(c.D * Dk));
   for (auto& e : w) e = static_cast<float>(0.3 * rng.normal());
-  const Oracle ref = naive_forward(d.p, d.q.data(), d.k.data(), d.v.data(), FlashScore::dot, w.data());
+  const Oracle ref = ref_forward(d.p, d, FlashScore::dot, &w);
   std::vector<float> out(static_cast<size_t>(d.out_size)), lse(static_cast<size_t>(c.B * c.Hq * c.Nq));
   cpu::flash_attention_forward_general(d.p, d.q.data(), w.data(), d.k.data(), d.v.data(), out.data(),
                                        lse.data());
@@ -513,7 +486,7 @@ TEST(FlashForward, WeightsFromLse) {
     c.score = dropout ? FlashScore::dot : FlashScore::cosine;
     SCOPED_TRACE(c.name);
     const Data d = make_data(c, 11);
-    const Oracle ref = naive_forward(d.p, d.q.data(), d.k.data(), d.v.data(), c.score);
+    const Oracle ref = ref_forward(d.p, d, c.score);
     std::vector<float> out(static_cast<size_t>(d.out_size)), lse(ref.lse.size());
     cpu::flash_attention_forward(d.p, d.q.data(), d.k.data(), d.v.data(), out.data(), lse.data(),
                                  c.score);
