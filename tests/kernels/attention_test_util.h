@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -19,7 +20,7 @@ namespace attn::test {
 // One random attention problem and its buffers. `strided` stores q, k, v, out as
 // [B, N, H, D] (the layout of a fused projection) instead of [B, H, N, D].
 struct Case {
-  int64_t B = 1, Hq = 1, Hkv = 1, Nq = 1, Nk = 1, D = 1, Dv = -1;
+  int64_t B = 1, Hq = 1, Hkv = 1, Nq = 1, Nk = 1, D = 1, Dv = -1, Dk = -1;  // -1: = D
   bool causal = false;
   int64_t query_offset = 0;
   bool window = false;
@@ -32,16 +33,16 @@ struct Case {
   uint64_t seed = 1;
 
   std::string name() const {
-    std::string s = "B" + std::to_string(B) + " Hq" + std::to_string(Hq) + " Hkv" +
-                    std::to_string(Hkv) + " Nq" + std::to_string(Nq) + " Nk" + std::to_string(Nk) +
-                    " D" + std::to_string(D) + " Dv" + std::to_string(Dv < 0 ? D : Dv);
-    if (causal) s += " causal(off " + std::to_string(query_offset) + ")";
-    if (window) s += " window(" + std::to_string(window_left) + "," + std::to_string(window_right) + ")";
-    if (!key_lengths.empty()) s += " key_lengths";
-    if (bias != Bias::none) s += bias == Bias::full ? " bias" : " bias[Nq,Nk]";
-    if (dropout > 0) s += " dropout";
-    if (strided) s += " strided";
-    return s;
+    std::ostringstream s;  // (operator+ chains trip GCC 12's -Wrestrict false positive)
+    s << "B" << B << " Hq" << Hq << " Hkv" << Hkv << " Nq" << Nq << " Nk" << Nk << " D" << D
+      << " Dv" << (Dv < 0 ? D : Dv) << " Dk" << (Dk < 0 ? D : Dk);
+    if (causal) s << " causal(off " << query_offset << ")";
+    if (window) s << " window(" << window_left << "," << window_right << ")";
+    if (!key_lengths.empty()) s << " key_lengths";
+    if (bias != Bias::none) s << (bias == Bias::full ? " bias" : " bias[Nq,Nk]");
+    if (dropout > 0) s << " dropout";
+    if (strided) s << " strided";
+    return s.str();
   }
 };
 
@@ -52,8 +53,8 @@ struct Problem {
   std::vector<int32_t> key_lengths;
 
   explicit Problem(const Case& c) {
-    const int64_t Dv = c.Dv < 0 ? c.D : c.Dv;
-    p.B = c.B, p.Hq = c.Hq, p.Hkv = c.Hkv, p.Nq = c.Nq, p.Nk = c.Nk, p.D = c.D, p.Dk = c.D, p.Dv = Dv;
+    const int64_t Dv = c.Dv < 0 ? c.D : c.Dv, Dk = c.Dk < 0 ? c.D : c.Dk;
+    p.B = c.B, p.Hq = c.Hq, p.Hkv = c.Hkv, p.Nq = c.Nq, p.Nk = c.Nk, p.D = c.D, p.Dk = Dk, p.Dv = Dv;
     auto strides = [&](int64_t H, int64_t N, int64_t W, int64_t* s) {
       if (c.strided) {  // [B, N, H, W]
         s[0] = N * H * W, s[1] = W, s[2] = H * W;
@@ -62,7 +63,7 @@ struct Problem {
       }
     };
     strides(c.Hq, c.Nq, c.D, p.q_stride);
-    strides(c.Hkv, c.Nk, c.D, p.k_stride);
+    strides(c.Hkv, c.Nk, Dk, p.k_stride);
     strides(c.Hkv, c.Nk, Dv, p.v_stride);
     strides(c.Hq, c.Nq, Dv, p.o_stride);
     p.scale = c.scale < 0 ? 1.0 / std::sqrt(static_cast<double>(c.D)) : c.scale;
@@ -81,7 +82,7 @@ struct Problem {
       for (float& e : x) e = static_cast<float>(rng.normal());
     };
     fill(q, c.B * c.Hq * c.Nq * c.D);
-    fill(k, c.B * c.Hkv * c.Nk * c.D);
+    fill(k, c.B * c.Hkv * c.Nk * Dk);
     fill(v, c.B * c.Hkv * c.Nk * Dv);
     fill(dout, c.B * c.Hq * c.Nq * Dv);
     out.assign(static_cast<size_t>(c.B * c.Hq * c.Nq * Dv), 0.f);

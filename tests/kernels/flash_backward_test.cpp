@@ -62,7 +62,7 @@ Grads fused_grads(const Problem& pr) {
 // Gradients are stored contiguous [B, H, N, D] whatever the input strides, so with strided
 // inputs the reference's and ours are compared in the same layout.
 void check_case(const Case& c, int threads = 1) {
-  SCOPED_TRACE(c.name() + " threads " + std::to_string(threads));
+  SCOPED_TRACE(::testing::Message() << c.name() << " threads " << threads);
   Problem pr(c);
   ASSERT_TRUE(cpu::flash_attention_backward_supports(pr.p));
   const Grads want = reference_grads(pr);
