@@ -75,17 +75,21 @@ void check_case(const Case& c, int64_t A, int threads = 1) {
   // Backward from the reference's out and lse.
   const int64_t D = pr.p.D, Dk = pr.p.Dk;
   std::vector<float> dq_ref(pr.q.size()), dk_ref(pr.k.size()), dv_ref(pr.v.size()),
-      dwq_ref(A * D), dwk_ref(A * Dk), dva_ref(A);
+      dwq_ref(A * D), dwk_ref(A * Dk), dva_ref(A), dbias_ref;
+  const size_t n_scores = static_cast<size_t>(pr.p.B * pr.p.Hq * pr.p.Nq * pr.p.Nk);
+  if (pr.p.bias) dbias_ref.assign(n_scores, 0.f);
   ref::attention_backward(pr.p, s, pr.q.data(), pr.k.data(), pr.v.data(), out_ref.data(),
                           lse_ref.data(), pr.dout.data(), dq_ref.data(), dk_ref.data(),
                           dv_ref.data(), nullptr, dwq_ref.data(), dwk_ref.data(), dva_ref.data(),
-                          nullptr, nullptr);
+                          pr.p.bias ? dbias_ref.data() : nullptr, nullptr);
   std::vector<float> dq(pr.q.size(), nan), dk(pr.k.size(), nan), dv(pr.v.size(), nan),
-      dwq(A * D, nan), dwk(A * Dk, nan), dva(A, nan);
+      dwq(A * D, nan), dwk(A * Dk, nan), dva(A, nan), dbias;
+  if (pr.p.bias) dbias.assign(n_scores, nan);
   set_num_threads(threads);
   cpu::additive_attention_backward(pr.p, w.cpu_weights(), pr.q.data(), pr.k.data(), pr.v.data(),
                                    out_ref.data(), lse_ref.data(), pr.dout.data(), dq.data(),
-                                   dk.data(), dv.data(), dwq.data(), dwk.data(), dva.data());
+                                   dk.data(), dv.data(), dwq.data(), dwk.data(), dva.data(),
+                                   pr.p.bias ? dbias.data() : nullptr);
   set_num_threads(1);
   test::expect_close(dq, dq_ref, kTol, "dq");
   test::expect_close(dk, dk_ref, kTol, "dk");
@@ -93,6 +97,7 @@ void check_case(const Case& c, int64_t A, int threads = 1) {
   test::expect_close(dwq, dwq_ref, kTol, "dwq");
   test::expect_close(dwk, dwk_ref, kTol, "dwk");
   test::expect_close(dva, dva_ref, kTol, "dva");
+  test::expect_close(dbias, dbias_ref, kTol, "dbias");
 }
 
 Case additive_case(int64_t nq, int64_t nk, int64_t d) {

@@ -27,7 +27,7 @@ using test::Problem;
 constexpr double kTol = 1e-5;
 
 struct Grads {
-  std::vector<float> dq, dk, dv;
+  std::vector<float> dq, dk, dv, dbias;  // dbias only when the problem has a bias
 };
 
 // Forward by the reference (out, lse), then the reference backward.
@@ -40,9 +40,11 @@ Grads reference_grads(Problem& pr) {
   g.dq.assign(pr.q.size(), 0.f);
   g.dk.assign(pr.k.size(), 0.f);
   g.dv.assign(pr.v.size(), 0.f);
+  if (pr.p.bias) g.dbias.assign(static_cast<size_t>(pr.p.B * pr.p.Hq * pr.p.Nq * pr.p.Nk), 0.f);
   ref::attention_backward(pr.p, s, pr.q.data(), pr.k.data(), pr.v.data(), pr.out.data(),
                           pr.lse.data(), pr.dout.data(), g.dq.data(), g.dk.data(), g.dv.data(),
-                          nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
+                          nullptr, nullptr, nullptr, nullptr, pr.p.bias ? g.dbias.data() : nullptr,
+                          nullptr);
   return g;
 }
 
@@ -53,9 +55,10 @@ Grads fused_grads(const Problem& pr) {
   g.dq.assign(pr.q.size(), nan);
   g.dk.assign(pr.k.size(), nan);
   g.dv.assign(pr.v.size(), nan);
+  if (pr.p.bias) g.dbias.assign(static_cast<size_t>(pr.p.B * pr.p.Hq * pr.p.Nq * pr.p.Nk), nan);
   cpu::flash_attention_backward(pr.p, pr.q.data(), pr.k.data(), pr.v.data(), pr.out.data(),
                                 pr.lse.data(), pr.dout.data(), g.dq.data(), g.dk.data(),
-                                g.dv.data());
+                                g.dv.data(), pr.p.bias ? g.dbias.data() : nullptr);
   return g;
 }
 
@@ -72,6 +75,7 @@ void check_case(const Case& c, int threads = 1) {
   test::expect_close(got.dq, want.dq, kTol, "dq");
   test::expect_close(got.dk, want.dk, kTol, "dk");
   test::expect_close(got.dv, want.dv, kTol, "dv");
+  test::expect_close(got.dbias, want.dbias, kTol, "dbias");
 }
 
 TEST(FlashBackward, SizesAroundTheTiles) {

@@ -49,6 +49,7 @@ struct Job {
   int n_parts;
   float* dkp;  // [B, Hkv, Nk, A]
   float* dv;
+  float* dbias;  // [B, Hq, Nq, Nk] or null
 };
 
 }  // namespace attn::cpu::additive
@@ -309,7 +310,7 @@ void backward_unit(const additive::Job& job, int64_t b, int64_t g, int64_t kb, f
         float* dsr = sc.dst + i * kBc;
         const float* pr = sc.pt + i * kBc;
         if (!dropout) {
-          for (int64_t j = 0; j < kBc; ++j) dsr[j] = pr[j] * (dsr[j] - delta_row[i]) * scale;
+          for (int64_t j = 0; j < kBc; ++j) dsr[j] = pr[j] * (dsr[j] - delta_row[i]);
         } else {
           float* pdr = sc.pd + i * kBc;
           for (int64_t j = 0; j < kBc; ++j) {
@@ -317,9 +318,11 @@ void backward_unit(const additive::Job& job, int64_t b, int64_t g, int64_t kb, f
                               dropout_keep(p.seed, p.dropout, b, h, i0 + i, j0 + j, p.Hq, Nq, Nk);
             const float f = keep ? keep_scale : 0.f;
             pdr[j] = pr[j] * f;
-            dsr[j] = pr[j] * (dsr[j] * f - delta_row[i]) * scale;
+            dsr[j] = pr[j] * (dsr[j] * f - delta_row[i]);
           }
         }
+        if (job.dbias) std::memcpy(job.dbias + (bh * Nq + i0 + i) * Nk + j0, dsr, sizeof(float) * kn);
+        for (int64_t j = 0; j < kBc; ++j) dsr[j] *= scale;
       }
       if (dropout) pv = sc.pd;
       tile_gemm(kn, Dvp, qn, pv, 1, kBc, sc.dop, Dvp, sc.dv_acc, Dvp, true);
@@ -455,9 +458,10 @@ void additive_attention_forward(const kernels::AttentionProblem& p, const Additi
 void additive_attention_backward(const kernels::AttentionProblem& p, const AdditiveWeights& w,
                                  const float* q, const float* k, const float* v, const float* out,
                                  const float* lse, const float* dout, float* dq, float* dk,
-                                 float* dv, float* dwq, float* dwk, float* dva) {
+                                 float* dv, float* dwq, float* dwk, float* dva, float* dbias) {
   const int64_t A = w.A, D = p.D, Dk = p.Dk, Dv = p.Dv;
   const int64_t rows = p.B * p.Hq * p.Nq;
+  if (dbias) std::fill(dbias, dbias + rows * p.Nk, 0.f);
   std::fill(dq, dq + rows * D, 0.f);
   std::fill(dk, dk + p.B * p.Hkv * p.Nk * Dk, 0.f);
   std::fill(dv, dv + p.B * p.Hkv * p.Nk * Dv, 0.f);
@@ -506,6 +510,7 @@ void additive_attention_backward(const kernels::AttentionProblem& p, const Addit
   }
   job.dkp = dkp.data();
   job.dv = dv;
+  job.dbias = dbias;
   HWY_DYNAMIC_DISPATCH(AdditiveBackwardImpl)(job);
 
   // Sum the per-thread parts in thread order.

@@ -36,6 +36,7 @@ struct Job {
   float* dq_parts[64];          // per thread: [B, Hq, Nq, D] (part 0 is dq itself)
   int n_parts;
   float *dk, *dv;
+  float* dbias;                 // [B, Hq, Nq, Nk] or null
 };
 
 // Tile sizes (rows of Q per tile, keys per block): 64 × 64 keeps K, Kᵀ, V, Vᵀ, the dK/dV
@@ -221,6 +222,10 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb, 
         pv = s.pd;
       }
 
+      if (job.dbias)  // d(loss)/d(score after bias) is dS itself
+        for (int64_t i = 0; i < qn; ++i)
+          std::memcpy(job.dbias + ((bh * Nq) + i0 + i) * Nk + j0, s.dst + i * kBc, sizeof(float) * kn);
+
       // dV += Pᵀ dO;  dK += dSᵀ Q (scaled at the end);  dQ += dS K · scale.
       tile_gemm(kn, Dvp, qn, pv, 1, kBc, s.dop, Dvp, s.dv_acc, Dvp, true);
       tile_gemm(kn, Dp, qn, s.dst, 1, kBc, s.qp, Dp, s.dk_acc, Dp, true);
@@ -272,10 +277,11 @@ bool flash_attention_backward_supports(const kernels::AttentionProblem& p) {
 
 void flash_attention_backward(const kernels::AttentionProblem& p, const float* q, const float* k,
                               const float* v, const float* out, const float* lse, const float* dout,
-                              float* dq, float* dk, float* dv) {
+                              float* dq, float* dk, float* dv, float* dbias) {
   const int64_t D = p.D, Dv = p.Dv;
   const int64_t rows = p.B * p.Hq * p.Nq;
   std::fill(dq, dq + rows * D, 0.f);
+  if (dbias) std::fill(dbias, dbias + rows * p.Nk, 0.f);
   if (p.Nk == 0 || rows == 0) {
     std::fill(dk, dk + p.B * p.Hkv * p.Nk * D, 0.f);
     std::fill(dv, dv + p.B * p.Hkv * p.Nk * Dv, 0.f);
@@ -304,6 +310,7 @@ void flash_attention_backward(const kernels::AttentionProblem& p, const float* q
   job.delta = delta.data();
   job.dk = dk;
   job.dv = dv;
+  job.dbias = dbias;
   const int64_t n_kb = (p.Nk + flash_bwd::kBc - 1) / flash_bwd::kBc;
   const int64_t n_units = p.B * p.Hkv * n_kb;
   int n_parts = std::min<int64_t>({static_cast<int64_t>(omp_get_max_threads()), n_units, 64});

@@ -30,7 +30,8 @@ void additive_attention_forward(const kernels::AttentionProblem& p, const Additi
 
 // Gradients of sum(dout * out), differentiating the forward above with the forward's out and
 // lse; dout: [B, Hq, Nq, Dv] contiguous. Overwrites dq [B, Hq, Nq, D], dk [B, Hkv, Nk, Dk],
-// dv [B, Hkv, Nk, Dv] (contiguous), dwq [A, D], dwk [A, Dk], dva [A]. With
+// dv [B, Hkv, Nk, Dv] (contiguous), dwq [A, D], dwk [A, Dk], dva [A]; dbias, when not null,
+// [B, Hq, Nq, Nk] contiguous with d(loss)/d(score after bias) (zero where hidden). With
 // dS = P ∘ (dP − rowsum(dO ∘ O)) and t_ija = tanh(Qp_ia + Kp_ja):
 //   dva_a = scale Σ_ij dS_ij t_ija,   dX_ija = scale dS_ij va_a (1 − t_ija²),
 //   dQp_ia = Σ_j dX_ija,   dKp_ja = Σ_i dX_ija,   dq = dQp W_q,  dW_q = Σ dQpᵀ q  (same for k).
@@ -38,6 +39,7 @@ void additive_attention_forward(const kernels::AttentionProblem& p, const Additi
 void additive_attention_backward(const kernels::AttentionProblem& p, const AdditiveWeights& w,
                                  const float* q, const float* k, const float* v, const float* out,
                                  const float* lse, const float* dout, float* dq, float* dk,
-                                 float* dv, float* dwq, float* dwk, float* dva);
+                                 float* dv, float* dwq, float* dwk, float* dva,
+                                 float* dbias = nullptr);
 
 }  // namespace attn::cpu

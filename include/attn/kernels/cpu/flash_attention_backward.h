@@ -21,6 +21,8 @@ bool flash_attention_backward_supports(const kernels::AttentionProblem& p);
 //   out: [B, Hq, Nq, Dv] (p.o_stride)    lse: [B, Hq, Nq] contiguous (the forward's; -inf rows
 //   contribute nothing)    dout: [B, Hq, Nq, Dv] contiguous
 //   dq: [B, Hq, Nq, D], dk: [B, Hkv, Nk, D], dv: [B, Hkv, Nk, Dv], contiguous, overwritten.
+//   dbias: null, or [B, Hq, Nq, Nk] contiguous, overwritten with d(loss)/d(score after bias)
+//   (= dS; zero where hidden) — materialised only because the caller asked for it.
 //
 // Per key block (parallel over batch × kv head × key block) with D_i = rowsum(dO_i ∘ O_i):
 //   S = Q Kᵀ·scale + bias, P = exp(S − lse), dV += Pᵀ dO, dP = dO Vᵀ, dS = P ∘ (dP − D_i),
@@ -31,6 +33,6 @@ bool flash_attention_backward_supports(const kernels::AttentionProblem& p);
 // B·Hq·Nq floats plus per-thread tiles.
 void flash_attention_backward(const kernels::AttentionProblem& p, const float* q, const float* k,
                               const float* v, const float* out, const float* lse, const float* dout,
-                              float* dq, float* dk, float* dv);
+                              float* dq, float* dk, float* dv, float* dbias = nullptr);
 
 }  // namespace attn::cpu
