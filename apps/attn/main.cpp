@@ -32,12 +32,25 @@ void note(const std::string& message) {
 
 std::string version_string();  // version.cpp
 
+namespace {
+// Error messages are printed as exactly one line.
+std::string one_line(std::string s) {
+  for (char& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  while (!s.empty() && s.back() == ' ') s.pop_back();
+  return s;
+}
+}  // namespace
+
 }  // namespace attn::cli
 
 int main(int argc, char** argv) {
   using namespace attn::cli;
-  CLI::App app{"attn — attention mechanisms on the CPU: kernels, models, training, pictures"};
+  CLI::App app{"attn — attention mechanisms on the CPU: kernels, models, training, pictures", "attn"};
   app.require_subcommand(0, 1);
+  // Global flags may also follow the subcommand ("attn attend ... --threads 1"); inherited by
+  // the subcommands added below.
+  app.fallthrough();
   app.set_version_flag("--version", [] { return version_string(); });
   app.add_flag("-v,--verbose", g_options.verbose, "Print notes (conversions, choices made) on stderr");
   app.add_option("--threads", g_options.threads, "Threads for kernels and the BLAS (0 = all cores)")
@@ -58,7 +71,15 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "attn: error: %s (see attn --help)\n", e.what());
+    // Name the subcommand when the error is in its arguments.
+    for (auto& [sub, run] : runners) {
+      if (sub->parsed()) {
+        std::fprintf(stderr, "attn %s: error: %s (see attn %s --help)\n", sub->get_name().c_str(),
+                     one_line(e.what()).c_str(), sub->get_name().c_str());
+        return 2;
+      }
+    }
+    std::fprintf(stderr, "attn: error: %s (see attn --help)\n", one_line(e.what()).c_str());
     return 2;
   }
 
@@ -68,13 +89,13 @@ int main(int argc, char** argv) {
       attn::set_num_threads(g_options.threads);
       return run();
     } catch (const attn::Error& e) {
-      std::fprintf(stderr, "attn %s: error: %s\n", sub->get_name().c_str(), e.what());
+      std::fprintf(stderr, "attn %s: error: %s\n", sub->get_name().c_str(), one_line(e.what()).c_str());
       return 2;
     } catch (const std::bad_alloc&) {
       std::fprintf(stderr, "attn %s: error: out of memory\n", sub->get_name().c_str());
       return 2;
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "attn %s: error: %s\n", sub->get_name().c_str(), e.what());
+      std::fprintf(stderr, "attn %s: error: %s\n", sub->get_name().c_str(), one_line(e.what()).c_str());
       return 2;
     }
   }

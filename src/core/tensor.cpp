@@ -135,14 +135,31 @@ float load_as_float(const void* base, DType t, int64_t i) {
     case DType::f32: return static_cast<const float*>(base)[i];
     case DType::bf16: return bf16_to_f32(static_cast<const bf16*>(base)[i]);
     case DType::i32: return static_cast<float>(static_cast<const int32_t*>(base)[i]);
+    case DType::f64: return static_cast<float>(static_cast<const double*>(base)[i]);
   }
   return 0.f;
+}
+// Lossless for f32, i32 and f64; used by copy_from when either side is f64.
+double load_as_double(const void* base, DType t, int64_t i) {
+  switch (t) {
+    case DType::f64: return static_cast<const double*>(base)[i];
+    case DType::i32: return static_cast<const int32_t*>(base)[i];
+    default: return load_as_float(base, t, i);
+  }
 }
 void store_from_float(void* base, DType t, int64_t i, float v) {
   switch (t) {
     case DType::f32: static_cast<float*>(base)[i] = v; break;
     case DType::bf16: static_cast<bf16*>(base)[i] = f32_to_bf16(v); break;
     case DType::i32: static_cast<int32_t*>(base)[i] = static_cast<int32_t>(v); break;
+    case DType::f64: static_cast<double*>(base)[i] = v; break;
+  }
+}
+void store_from_double(void* base, DType t, int64_t i, double v) {
+  switch (t) {
+    case DType::f64: static_cast<double*>(base)[i] = v; break;
+    case DType::i32: static_cast<int32_t*>(base)[i] = static_cast<int32_t>(v); break;
+    default: store_from_float(base, t, i, static_cast<float>(v)); break;
   }
 }
 
@@ -292,6 +309,12 @@ void Tensor::copy_from(const Tensor& src) {
   if (src.dtype_ == DType::i32 && dtype_ == DType::i32) {
     for_each_offset(shape_, strides_, [&](int64_t off) {
       static_cast<int32_t*>(db)[off] = static_cast<const int32_t*>(sb)[src_off[k++]];
+    });
+    return;
+  }
+  if (src.dtype_ == DType::f64 || dtype_ == DType::f64) {
+    for_each_offset(shape_, strides_, [&](int64_t off) {
+      store_from_double(db, dtype_, off, load_as_double(sb, src.dtype_, src_off[k++]));
     });
     return;
   }

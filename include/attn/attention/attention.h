@@ -26,6 +26,9 @@
 //                 accepted), added to the scores after scaling; -inf hides a key
 // A query row with no visible key gives out = 0, lse = -inf and weights 0, never NaN.
 //
+// Sizes: every dimension of q, k and v must be at least 1; empty inputs (N = 0, D = 0, ...)
+// are rejected with attn::Error rather than given a made-up meaning.
+//
 // Dropout (rate p) zeroes weights after the softmax with a counter-based RNG keyed on
 // (seed, b, h, i, j) and scales the kept ones by 1/(1-p); the same seed gives the same mask
 // on every path and thread count. lse is that of the undropped scores.
@@ -94,12 +97,21 @@ struct AttentionGrads {
 };
 
 // Validates every argument (throws attn::Error naming the argument and shapes) and runs the
-// forward pass. q, k, v may be f32 or bf16 and any strides.
+// forward pass. q, k, v (and w, wq, wk, va, bias) may be f32 or bf16 and any strides; bf16 is
+// converted to f32 and outputs are f32. Views whose last dimension is contiguous are read in
+// place; others are copied. Besides shapes and dtypes, attn::Error is thrown for: a score
+// parameter given that the score function does not use (or missing when it does); `scale`
+// set with a score other than scaled_dot, or not finite; temperature <= 0 or not finite;
+// dropout outside [0, 1); a negative window side; key_lengths outside [0, Nk]; a bias holding
+// NaN or +inf (always checked; -inf is a mask); NaN / Inf in q, k, v, w, wq, wk, va (and
+// dout) when check_finite is set.
 AttentionOutput attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
                                   const AttentionExtras& extras, const AttentionOptions& opts);
 
 // Gradients of sum(dout * out) with respect to every input, given the forward's output
 // (fwd.out and fwd.lse are used; the scores are recomputed). dout: shape of fwd.out.
+// Gradients are f32, contiguous, with the shapes of the inputs. The same options (seed
+// included) must be passed as to the forward.
 AttentionGrads attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
                                   const AttentionExtras& extras, const AttentionOptions& opts,
                                   const AttentionOutput& fwd, const Tensor& dout);

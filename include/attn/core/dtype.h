@@ -7,13 +7,15 @@
 
 namespace attn {
 
-enum class DType : uint8_t { f32, bf16, i32 };
+// f64 exists for double-precision gradient checks of the autograd ops (tests only).
+enum class DType : uint8_t { f32, bf16, i32, f64 };
 
 inline size_t dtype_size(DType t) {
   switch (t) {
     case DType::f32: return 4;
     case DType::bf16: return 2;
     case DType::i32: return 4;
+    case DType::f64: return 8;
   }
   return 0;
 }
@@ -23,6 +25,7 @@ inline const char* dtype_name(DType t) {
     case DType::f32: return "f32";
     case DType::bf16: return "bf16";
     case DType::i32: return "i32";
+    case DType::f64: return "f64";
   }
   return "?";
 }
@@ -56,5 +59,7 @@ template <>
 constexpr DType dtype_of<bf16>() { return DType::bf16; }
 template <>
 constexpr DType dtype_of<int32_t>() { return DType::i32; }
+template <>
+constexpr DType dtype_of<double>() { return DType::f64; }
 
 }  // namespace attn

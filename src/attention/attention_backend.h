@@ -1,0 +1,24 @@
+// Private to attention/: the one place that chooses which implementation runs a validated
+// attention problem. Fused CPU kernels plug in here.
+#pragma once
+
+#include "attn/attention/attention.h"
+#include "attn/kernels/attention_problem.h"
+#include "attn/kernels/ref/attention_ref.h"
+
+namespace attn::detail {
+
+// Buffers as in ref::attention_forward: q, k, v, out strided per p; lse [B, Hq, Nq];
+// weights [B, Hq, Nq, Nk] or null.
+void run_forward(const kernels::AttentionProblem& p, const ref::ScoreParams& s, const float* q,
+                 const float* k, const float* v, float* out, float* lse, float* weights,
+                 AttentionBackend backend);
+
+// Buffers as in ref::attention_backward (gradients contiguous and overwritten).
+void run_backward(const kernels::AttentionProblem& p, const ref::ScoreParams& s, const float* q,
+                  const float* k, const float* v, const float* out, const float* lse,
+                  const float* dout, float* dq, float* dk, float* dv, float* dw, float* dwq,
+                  float* dwk, float* dva, float* dbias, double* dtemperature,
+                  AttentionBackend backend);
+
+}  // namespace attn::detail

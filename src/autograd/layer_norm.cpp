@@ -1,0 +1,105 @@
+// Fused layer norm: forward saves mean and rstd per row; backward in one pass per row.
+#include "attn/autograd/layer_norm.h"
+
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "autograd/op_util.h"
+
+namespace attn::ag {
+
+using detail::dispatch;
+using detail::grad_buffer;
+using detail::grad_target;
+using detail::make_result;
+
+Var layer_norm(const Var& x, const Var& weight, const Var& bias, double eps) {
+  ATTN_CHECK(x.dim() >= 1, "layer_norm: x must have at least one dim, got ", shape_str(x.shape()));
+  const int64_t E = x.size(-1), rows = x.numel() / std::max<int64_t>(E, 1);
+  for (const Var* p : {&weight, &bias})
+    if (p->defined()) {
+      detail::check_same_dtype("layer_norm", x, *p);
+      ATTN_CHECK(p->dim() == 1 && p->size(0) == E, "layer_norm: weight/bias ", shape_str(p->shape()),
+                 " does not match x ", shape_str(x.shape()), "; expected [", E, "]");
+    }
+  Tensor xv = x.value().contiguous();
+  Tensor wv = weight.defined() ? weight.value().contiguous() : Tensor();
+  Tensor bv = bias.defined() ? bias.value().contiguous() : Tensor();
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  // Per row: mean and rstd = 1 / sqrt(var + eps), kept in double.
+  auto stats = std::make_shared<std::vector<double>>(static_cast<size_t>(2 * rows));
+  dispatch(x.dtype(), "layer_norm", [&](auto tag) {
+    using T = decltype(tag);
+    const T* px = xv.data<T>();
+    const T* pw = wv.defined() ? wv.data<T>() : nullptr;
+    const T* pb = bv.defined() ? bv.data<T>() : nullptr;
+    T* py = out.data<T>();
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* xr = px + r * E;
+      double mu = 0, var = 0;
+      for (int64_t j = 0; j < E; ++j) mu += xr[j];
+      mu /= static_cast<double>(E);
+      for (int64_t j = 0; j < E; ++j) var += (xr[j] - mu) * (xr[j] - mu);
+      var /= static_cast<double>(E);
+      const double rstd = 1.0 / std::sqrt(var + eps);
+      (*stats)[2 * r] = mu;
+      (*stats)[2 * r + 1] = rstd;
+      for (int64_t j = 0; j < E; ++j) {
+        double v = (xr[j] - mu) * rstd;
+        if (pw) v *= pw[j];
+        if (pb) v += pb[j];
+        py[r * E + j] = static_cast<T>(v);
+      }
+    }
+  });
+  return make_result(out, "layer_norm", {&x, &weight, &bias}, [xv, wv, stats, rows, E](Node& self) {
+    // xhat = (x - mu) rstd;  y = xhat w + b
+    // dxhat = dy w;  dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat));
+    // dw = sum_rows dy xhat;  db = sum_rows dy
+    dispatch(self.value.dtype(), "layer_norm", [&](auto tag) {
+      using T = decltype(tag);
+      const T* px = xv.data<T>();
+      const T* pw = wv.defined() ? wv.data<T>() : nullptr;
+      const T* g = self.grad.data<T>();
+      Node* tx = grad_target(self, 0);
+      Node* tw = grad_target(self, 1);
+      Node* tb = grad_target(self, 2);
+      bool ax = false, aw = false, ab = false;
+      T* dx = tx ? grad_buffer(*tx, &ax).data<T>() : nullptr;
+      T* dw = tw ? grad_buffer(*tw, &aw).data<T>() : nullptr;
+      T* db = tb ? grad_buffer(*tb, &ab).data<T>() : nullptr;
+      if (dw && !aw)
+        for (int64_t j = 0; j < E; ++j) dw[j] = 0;
+      if (db && !ab)
+        for (int64_t j = 0; j < E; ++j) db[j] = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const double mu = (*stats)[2 * r], rstd = (*stats)[2 * r + 1];
+        const T* xr = px + r * E;
+        const T* gr = g + r * E;
+        double m1 = 0, m2 = 0;
+        for (int64_t j = 0; j < E; ++j) {
+          const double xh = (xr[j] - mu) * rstd;
+          const double dxh = pw ? gr[j] * static_cast<double>(pw[j]) : gr[j];
+          m1 += dxh;
+          m2 += dxh * xh;
+          if (dw) dw[j] += static_cast<T>(gr[j] * xh);
+          if (db) db[j] += gr[j];
+        }
+        m1 /= static_cast<double>(E);
+        m2 /= static_cast<double>(E);
+        if (dx) {
+          T* dr = dx + r * E;
+          for (int64_t j = 0; j < E; ++j) {
+            const double xh = (xr[j] - mu) * rstd;
+            const double dxh = pw ? gr[j] * static_cast<double>(pw[j]) : gr[j];
+            const T v = static_cast<T>(rstd * (dxh - m1 - xh * m2));
+            dr[j] = ax ? dr[j] + v : v;
+          }
+        }
+      }
+    });
+  });
+}
+
+}  // namespace attn::ag

@@ -1,0 +1,138 @@
+// Matrix products: forward and backward side by side.
+#include "attn/autograd/matmul.h"
+
+#include <algorithm>
+
+#include "attn/autograd/shape_ops.h"
+#include "autograd/op_util.h"
+
+namespace attn::ag {
+
+using detail::dispatch;
+using detail::gemm;
+using detail::grad_buffer;
+using detail::grad_target;
+using detail::make_result;
+
+Var bmm(const Var& a, const Var& b, bool ta, bool tb) {
+  detail::check_same_dtype("bmm", a, b);
+  ATTN_CHECK(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0), "bmm: expected a [Bt, ., .] and b [Bt, ., .], got ",
+             shape_str(a.shape()), " and ", shape_str(b.shape()));
+  const int64_t Bt = a.size(0), M = ta ? a.size(2) : a.size(1), K = ta ? a.size(1) : a.size(2);
+  const int64_t N = tb ? b.size(1) : b.size(2), Kb = tb ? b.size(2) : b.size(1);
+  ATTN_CHECK(K == Kb, "bmm: inner sizes differ: a ", shape_str(a.shape()), (ta ? " (transposed)" : ""),
+             ", b ", shape_str(b.shape()), (tb ? " (transposed)" : ""));
+  Tensor av = a.value().contiguous(), bv = b.value().contiguous();
+  Tensor out = Tensor::empty({Bt, M, N}, a.dtype());
+  const int64_t lda = a.size(2), ldb = b.size(2);
+  dispatch(a.dtype(), "bmm", [&](auto tag) {
+    using T = decltype(tag);
+    for (int64_t i = 0; i < Bt; ++i)
+      gemm(ta, tb, M, N, K, T(1), av.data<T>() + i * M * K, lda, bv.data<T>() + i * K * N, ldb, T(0),
+           out.data<T>() + i * M * N, N);
+  });
+  return make_result(out, "bmm", {&a, &b}, [av, bv, ta, tb, Bt, M, N, K, lda, ldb](Node& self) {
+    // C = op(A) op(B):  d op(A) = dC op(B)ᵀ,  d op(B) = op(A)ᵀ dC
+    dispatch(self.value.dtype(), "bmm", [&](auto tag) {
+      using T = decltype(tag);
+      const T* g = self.grad.data<T>();
+      if (Node* t = grad_target(self, 0)) {
+        bool acc;
+        T* d = grad_buffer(*t, &acc).data<T>();
+        for (int64_t i = 0; i < Bt; ++i) {
+          const T* bi = bv.data<T>() + i * K * N;
+          if (!ta)  // dA [M, K] = dC [M, N] op(B)ᵀ
+            gemm(false, !tb, M, K, N, T(1), g + i * M * N, N, bi, ldb, T(acc), d + i * M * K, K);
+          else  // dA [K, M] = op(B) dCᵀ
+            gemm(tb, true, K, M, N, T(1), bi, ldb, g + i * M * N, N, T(acc), d + i * M * K, M);
+        }
+      }
+      if (Node* t = grad_target(self, 1)) {
+        bool acc;
+        T* d = grad_buffer(*t, &acc).data<T>();
+        for (int64_t i = 0; i < Bt; ++i) {
+          const T* ai = av.data<T>() + i * M * K;
+          if (!tb)  // dB [K, N] = op(A)ᵀ dC
+            gemm(!ta, false, K, N, M, T(1), ai, lda, g + i * M * N, N, T(acc), d + i * K * N, N);
+          else  // dB [N, K] = dCᵀ op(A)
+            gemm(true, ta, N, K, M, T(1), g + i * M * N, N, ai, lda, T(acc), d + i * K * N, K);
+        }
+      }
+    });
+  });
+}
+
+Var matmul(const Var& a, const Var& b) {
+  ATTN_CHECK(a.dim() >= 2 && b.dim() >= 2, "matmul: expected a [..., M, K] and b [..., K, N], got ",
+             shape_str(a.shape()), " and ", shape_str(b.shape()));
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  ATTN_CHECK(b.size(-2) == K, "matmul: a ", shape_str(a.shape()), " and b ", shape_str(b.shape()),
+             " have different inner sizes");
+  Shape os = a.shape();
+  os.back() = N;
+  if (b.dim() == 2) {
+    // Fold every leading dim of a into the rows of one GEMM.
+    const int64_t rows = a.numel() / std::max<int64_t>(K, 1);
+    return reshape(bmm(reshape(a, {1, rows, K}), reshape(b, {1, K, N})), os);
+  }
+  Shape ab(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+  ATTN_CHECK(ab == bb, "matmul: batch dims of a ", shape_str(a.shape()), " and b ", shape_str(b.shape()),
+             " differ");
+  const int64_t Bt = shape_numel(ab);
+  return reshape(bmm(reshape(a, {Bt, M, K}), reshape(b, {Bt, K, N})), os);
+}
+
+Var linear(const Var& x, const Var& w, const Var& bias) {
+  detail::check_same_dtype("linear", x, w);
+  ATTN_CHECK(w.dim() == 2 && x.dim() >= 1 && x.size(-1) == w.size(1), "linear: input ", shape_str(x.shape()),
+             " does not match weight ", shape_str(w.shape()), " (expected [..., ", w.dim() == 2 ? w.size(1) : -1,
+             "])");
+  const int64_t in = w.size(1), out_f = w.size(0), rows = x.numel() / std::max<int64_t>(in, 1);
+  if (bias.defined()) {
+    detail::check_same_dtype("linear", x, bias);
+    ATTN_CHECK(bias.dim() == 1 && bias.size(0) == out_f, "linear: bias ", shape_str(bias.shape()),
+               " does not match weight ", shape_str(w.shape()));
+  }
+  Shape os = x.shape();
+  os.back() = out_f;
+  Tensor xv = x.value().contiguous(), wv = w.value().contiguous();
+  Tensor out = Tensor::empty(os, x.dtype());
+  dispatch(x.dtype(), "linear", [&](auto tag) {
+    using T = decltype(tag);
+    T* o = out.data<T>();
+    T beta = 0;
+    if (bias.defined()) {
+      Tensor bv = bias.value().contiguous();
+      const T* pb = bv.data<T>();
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < out_f; ++j) o[r * out_f + j] = pb[j];
+      beta = 1;
+    }
+    gemm(false, true, rows, out_f, in, T(1), xv.data<T>(), in, wv.data<T>(), in, beta, o, out_f);
+  });
+  return make_result(out, "linear", {&x, &w, &bias}, [xv, wv, rows, in, out_f](Node& self) {
+    // y = x wᵀ + b:  dx = dy w,  dw = dyᵀ x,  db = sum_rows dy
+    dispatch(self.value.dtype(), "linear", [&](auto tag) {
+      using T = decltype(tag);
+      const T* g = self.grad.data<T>();
+      bool acc;
+      if (Node* t = grad_target(self, 0)) {
+        T* d = grad_buffer(*t, &acc).data<T>();
+        gemm(false, false, rows, in, out_f, T(1), g, out_f, wv.data<T>(), in, T(acc), d, in);
+      }
+      if (Node* t = grad_target(self, 1)) {
+        T* d = grad_buffer(*t, &acc).data<T>();
+        gemm(true, false, out_f, in, rows, T(1), g, out_f, xv.data<T>(), in, T(acc), d, in);
+      }
+      if (Node* t = grad_target(self, 2)) {
+        T* d = grad_buffer(*t, &acc).data<T>();
+        if (!acc)
+          for (int64_t j = 0; j < out_f; ++j) d[j] = 0;
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < out_f; ++j) d[j] += g[r * out_f + j];
+      }
+    });
+  });
+}
+
+}  // namespace attn::ag

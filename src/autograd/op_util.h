@@ -1,0 +1,131 @@
+// Private helpers shared by the op files: building result nodes, gradient buffers, dtype
+// dispatch and broadcast iteration. Not part of the public API.
+#pragma once
+
+#include <cstring>
+#include <initializer_list>
+#include <utility>
+#include <vector>
+
+#include "attn/autograd/var.h"
+#include "attn/core/error.h"
+
+namespace attn::ag::detail {
+
+// Calls f(float{}) or f(double{}) by the dtype; other dtypes are an error naming op.
+template <typename F>
+decltype(auto) dispatch(DType t, const char* op, F&& f) {
+  if (t == DType::f32) return f(float{});
+  if (t == DType::f64) return f(double{});
+  fail(op, ": expected an f32 or f64 tensor, got ", dtype_name(t));
+}
+
+// Same dtype for every input of an op.
+inline void check_same_dtype(const char* op, const Var& a, const Var& b) {
+  ATTN_CHECK(a.dtype() == b.dtype(), op, ": dtypes differ (", dtype_name(a.dtype()), " and ",
+             dtype_name(b.dtype()), ")");
+}
+
+// True when any input requires grad and recording is on.
+inline bool needs_grad(std::initializer_list<const Var*> inputs) {
+  if (!grad_enabled()) return false;
+  for (const Var* v : inputs)
+    if (v->defined() && v->requires_grad()) return true;
+  return false;
+}
+
+// The result of an op: records inputs and the backward closure when any input needs grad.
+// Undefined Vars in `inputs` (absent optional arguments) are recorded as null.
+Var make_result(Tensor value, const char* op, std::initializer_list<const Var*> inputs,
+                BackwardFn backward);
+Var make_result(Tensor value, const char* op, const std::vector<Var>& inputs, BackwardFn backward);
+
+// Input i of a node when it needs a gradient, else nullptr.
+inline Node* grad_target(Node& self, size_t i) {
+  Node* n = self.inputs[i].get();
+  return (n && n->requires_grad) ? n : nullptr;
+}
+
+// The grad buffer of n to write into: allocated (uninitialised) when undefined, in which case
+// *accumulate is false and the caller must overwrite every element; else *accumulate is true
+// and the caller must add.
+Tensor& grad_buffer(Node& n, bool* accumulate);
+
+// n.grad += g (g contiguous, n.value's shape; same dtype).
+void accumulate(Node& n, const Tensor& g);
+
+// Contiguous view or copy of a value, typed.
+template <typename T>
+const T* cdata(const Tensor& t, Tensor* keep) {
+  *keep = t.contiguous();
+  return keep->data<T>();
+}
+
+// Broadcast shape of a and b (numpy rules); error names op and both shapes.
+Shape broadcast_shape(const char* op, const Shape& a, const Shape& b);
+
+// Strides of `s` read as shape `out` (s right-aligned; size-1 and missing dims get stride 0).
+Shape broadcast_strides(const Shape& s, const Shape& out);
+
+// Calls fn(i_out, off_a, off_b) for every element of `out` in row-major order, where off_a and
+// off_b are the element offsets into a and b under the broadcast strides sa and sb.
+template <typename Fn>
+void broadcast_loop(const Shape& out, const Shape& sa, const Shape& sb, Fn&& fn) {
+  const int64_t n = shape_numel(out);
+  if (n == 0) return;
+  const size_t nd = out.size();
+  if (nd == 0) {
+    fn(int64_t{0}, int64_t{0}, int64_t{0});
+    return;
+  }
+  const int64_t inner = out[nd - 1], ia = sa[nd - 1], ib = sb[nd - 1];
+  std::vector<int64_t> idx(nd, 0);
+  int64_t oa = 0, ob = 0;
+  for (int64_t base = 0; base < n; base += inner) {
+    for (int64_t j = 0; j < inner; ++j) fn(base + j, oa + j * ia, ob + j * ib);
+    for (size_t d = nd - 1; d-- > 0;) {
+      if (++idx[d] < out[d]) {
+        oa += sa[d];
+        ob += sb[d];
+        break;
+      }
+      oa -= (out[d] - 1) * sa[d];
+      ob -= (out[d] - 1) * sb[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+// Sum of g (shape `from`, contiguous) over broadcast dims down to shape `to`; added into dst
+// (contiguous, shape `to`) when accumulate, else written.
+template <typename T>
+void sum_to(const T* g, const Shape& from, T* dst, const Shape& to, bool accumulate) {
+  const int64_t nt = shape_numel(to);
+  if (!accumulate) std::memset(static_cast<void*>(dst), 0, sizeof(T) * static_cast<size_t>(nt));
+  if (from == to) {
+    const int64_t n = shape_numel(from);
+    for (int64_t i = 0; i < n; ++i) dst[i] += g[i];
+    return;
+  }
+  Shape st = broadcast_strides(to, from);
+  Shape zero(from.size(), 0);
+  broadcast_loop(from, st, zero, [&](int64_t i, int64_t o, int64_t) { dst[o] += g[i]; });
+}
+
+// [outer, n, inner] factorisation of a shape around dimension d.
+struct AxisSplit {
+  int64_t outer = 1, n = 1, inner = 1;
+};
+AxisSplit split_axis(const Shape& s, int64_t d);
+
+// Wraps a possibly negative dim; error names op and shape.
+int64_t wrap_dim(const char* op, int64_t d, int64_t ndim, const Shape& shape);
+
+// Matrix product on raw row-major pointers; f32 goes to the BLAS, f64 to a plain loop
+// (f64 is for gradient checks only).
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+          int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc);
+
+}  // namespace attn::ag::detail
