@@ -29,9 +29,9 @@ struct MultiheadAttentionOptions {
 };
 
 struct AttentionMasks {
-  Tensor key_padding_mask;  // [B, Nk]: i32 (non-zero = padding) or f32 additive
-  Tensor key_lengths;       // [B] i32: keys j >= key_lengths[b] hidden (cheaper than a padding mask)
-  Tensor attn_mask;         // [Nq, Nk] or [B * num_heads, Nq, Nk]: i32 (non-zero = hidden) or f32 additive
+  Tensor key_padding_mask{};  // [B, Nk]: i32 (non-zero = padding) or f32 additive
+  Tensor key_lengths{};     // [B] i32: keys j >= key_lengths[b] hidden (cheaper than a padding mask)
+  Tensor attn_mask{};       // [Nq, Nk] or [B * num_heads, Nq, Nk]: i32 (non-zero = hidden) or f32 additive
   bool is_causal = false;   // hide keys j > i
 };
 
