@@ -52,7 +52,7 @@ const char* file_dtype_name(DType t) {
     case DType::f32: return "F32";
     case DType::bf16: return "BF16";
     case DType::i32: return "I32";
-    case DType::f64: return "F64";
+    case DType::f64: return "F64";  // f64 exists for gradient checks (autograd)
   }
   return "?";
 }
