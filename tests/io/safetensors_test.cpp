@@ -91,6 +91,22 @@ TEST(Safetensors, RoundTripAllDtypesBitExact) {
   EXPECT_EQ(st.names_with_prefix("a."), std::vector<std::string>{"a.transposed"});
 }
 
+// f64 tensors (used by gradient checks) are written as F64 and read back as f32.
+TEST(Safetensors, F64IsWrittenAsF64AndReadAsF32) {
+  Tensor d = Tensor::from_vector({0.1f, -2.5f, 3.f}, {3}).to(DType::f64);
+  d.data<double>()[0] = 0.1;  // a value f32 cannot hold exactly
+  const std::string bytes = serialize_safetensors({{"d", d}});
+  uint64_t n;
+  std::memcpy(&n, bytes.data(), 8);
+  const auto header = nlohmann::json::parse(bytes.substr(8, n));
+  EXPECT_EQ(header["d"]["dtype"], "F64");
+  EXPECT_EQ(header["d"]["data_offsets"][1], 24);
+  Safetensors st = parse_safetensors(bytes.data(), bytes.size());
+  ASSERT_EQ(st.at("d").shape(), (Shape{3}));
+  EXPECT_EQ(st.at("d").dtype(), DType::f32);
+  EXPECT_EQ(st.at("d").to_vector(), (std::vector<float>{0.1f, -2.5f, 3.f}));
+}
+
 TEST(Safetensors, WriteThenReadFile) {
   const std::string path = temp_dir() + "/rt.safetensors";
   std::map<std::string, Tensor> in = {{"w", Tensor::from_vector({1, 2, 3, 4}, {2, 2})}};

@@ -40,7 +40,8 @@ struct Safetensors {
   std::vector<std::string> names_with_prefix(const std::string& prefix) const;
 };
 
-// Serialises tensors (any layout; f32 / bf16 / i32) and metadata into safetensors bytes.
+// Serialises tensors (any layout; f32 / bf16 / i32, and f64 as F64 — which the reader
+// above returns as f32) and metadata into safetensors bytes.
 // Tensors are stored sorted by name; the header is padded with spaces to a multiple of 8
 // bytes so that the buffer starts aligned. Throws attn::Error on an empty, duplicate or
 // "__metadata__" name, an undefined tensor, or a name / value that is not valid UTF-8.
