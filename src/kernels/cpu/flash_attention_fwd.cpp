@@ -330,7 +330,8 @@ void BlockForward(const Ctx<T>& c, const Row* rows, int nrows, int64_t ka, int64
 
   // Pack the query block (normalised for cosine).
   for (int r = 0; r < nrows; ++r) {
-    s.row_mul[r] = c.cosine ? InvNorm(static_cast<const T*>(rows[r].q), D) : 1.f;
+    // The score scale (times log2 e) is folded into q; cosine scales per key below instead.
+    s.row_mul[r] = c.cosine ? InvNorm(static_cast<const T*>(rows[r].q), D) : c.score_mul;
     s.qrow_ptrs[r] = rows[r].q;
   }
   [[maybe_unused]] const bool direct = !c.use_bf16 && nrows <= kDirectMaxRows && D % kN == 0;
@@ -386,11 +387,12 @@ void BlockForward(const Ctx<T>& c, const Row* rows, int nrows, int64_t ka, int64
       c.tiles->qk(s.qt2.get(), kBr, nqv, ktile, ldk, nk, D, st);
     }
 
-    // Scale (cosine: by 1/|k_c| too), bias, mask; then the running max.
-    for (int cc = 0; cc < nk; ++cc) {
-      const float mul = c.cosine ? c.score_mul * InvNorm(ktile + cc * ldk, D) : c.score_mul;
-      const VF vm = hn::Set(d, mul);
-      for (int v = 0; v < nqv; ++v) hn::Store(hn::Load(d, st + cc * kBr + v * kN) * vm, d, st + cc * kBr + v * kN);
+    // Cosine: scale by |k_c|^-1 (and the score scale); then bias, mask, the running max.
+    if (c.cosine) {
+      for (int cc = 0; cc < nk; ++cc) {
+        const VF vm = hn::Set(d, c.score_mul * InvNorm(ktile + cc * ldk, D));
+        for (int v = 0; v < nqv; ++v) hn::Store(hn::Load(d, st + cc * kBr + v * kN) * vm, d, st + cc * kBr + v * kN);
+      }
     }
     if (has_bias) {
       for (int r = 0; r < nrows; ++r) {
