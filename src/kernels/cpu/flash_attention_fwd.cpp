@@ -144,11 +144,21 @@ void QkPacked(const float* qt, int nqv, const float* k, int64_t ldk, int nk, int
 
 // Few query rows (decode): dot products along d, 4 keys at a time for independent chains.
 // Needs D % kN == 0; rows[r] are the (normalised) query rows, contiguous.
+// Decode streams K and V from memory once: while scoring keys c..c+3, prefetch K rows 32 keys
+// ahead and the V rows of these keys (P·V reads them next).
+HWY_INLINE void PrefetchRows(const float* base, int64_t ld, int64_t D) {
+  for (int u = 0; u < 4; ++u)
+    for (int64_t e = 0; e < D; e += 16) __builtin_prefetch(base + u * ld + e);
+}
+
 template <int R>
-void QkDirectR(const float* const* q, const float* k, int64_t ldk, int nk, int64_t D, float* st) {
+void QkDirectR(const float* const* q, const float* k, int64_t ldk, int nk, int64_t D, float* st,
+               const float* v, int64_t ldv, int64_t Dv) {
   const DF d;
   int c = 0;
   for (; c + 4 <= nk; c += 4) {
+    PrefetchRows(k + (c + 32) * ldk, ldk, D);
+    PrefetchRows(v + c * ldv, ldv, Dv);
     VF acc[R][4];
     for (int r = 0; r < R; ++r)
       for (int u = 0; u < 4; ++u) acc[r][u] = hn::Zero(d);
@@ -176,12 +186,12 @@ void QkDirectR(const float* const* q, const float* k, int64_t ldk, int nk, int64
 
 constexpr int kDirectMaxRows = 4;
 void QkDirect(const float* const* q, int nrows, const float* k, int64_t ldk, int nk, int64_t D,
-              float* st) {
+              float* st, const float* v, int64_t ldv, int64_t Dv) {
   switch (nrows) {
-    case 1: QkDirectR<1>(q, k, ldk, nk, D, st); break;
-    case 2: QkDirectR<2>(q, k, ldk, nk, D, st); break;
-    case 3: QkDirectR<3>(q, k, ldk, nk, D, st); break;
-    default: QkDirectR<4>(q, k, ldk, nk, D, st); break;
+    case 1: QkDirectR<1>(q, k, ldk, nk, D, st, v, ldv, Dv); break;
+    case 2: QkDirectR<2>(q, k, ldk, nk, D, st, v, ldv, Dv); break;
+    case 3: QkDirectR<3>(q, k, ldk, nk, D, st, v, ldv, Dv); break;
+    default: QkDirectR<4>(q, k, ldk, nk, D, st, v, ldv, Dv); break;
   }
 }
 
@@ -380,7 +390,7 @@ void BlockForward(const Ctx<T>& c, const Row* rows, int nrows, int64_t ka, int64
     // S = Q Kᵀ (transposed).
     if constexpr (std::is_same_v<T, float>) {
       if (direct)
-        QkDirect(qdirect, nrows, ktile, ldk, nk, D, st);
+        QkDirect(qdirect, nrows, ktile, ldk, nk, D, st, vtile, ldv, Dv);
       else
         QkPacked(s.qt.get(), nqv, ktile, ldk, nk, D, st);
     } else {
