@@ -144,11 +144,21 @@ void QkPacked(const float* qt, int nqv, const float* k, int64_t ldk, int nk, int
 
 // Few query rows (decode): dot products along d, 4 keys at a time for independent chains.
 // Needs D % kN == 0; rows[r] are the (normalised) query rows, contiguous.
+// Decode streams K and V from memory once: while scoring keys c..c+3, prefetch K rows 32 keys
+// ahead and the V rows of these keys (P·V reads them next).
+HWY_INLINE void PrefetchRows(const float* base, int64_t ld, int64_t D) {
+  for (int u = 0; u < 4; ++u)
+    for (int64_t e = 0; e < D; e += 16) __builtin_prefetch(base + u * ld + e);
+}
+
 template <int R>
-void QkDirectR(const float* const* q, const float* k, int64_t ldk, int nk, int64_t D, float* st) {
+void QkDirectR(const float* const* q, const float* k, int64_t ldk, int nk, int64_t D, float* st,
+               const float* v, int64_t ldv, int64_t Dv) {
   const DF d;
   int c = 0;
   for (; c + 4 <= nk; c += 4) {
+    PrefetchRows(k + (c + 32) * ldk, ldk, D);
+    PrefetchRows(v + c * ldv, ldv, Dv);
     VF acc[R][4];
     for (int r = 0; r < R; ++r)
       for (int u = 0; u < 4; ++u) acc[r][u] = hn::Zero(d);
@@ -176,12 +186,12 @@ void QkDirectR(const float* const* q, const float* k, int64_t ldk, int nk, int64
 
 constexpr int kDirectMaxRows = 4;
 void QkDirect(const float* const* q, int nrows, const float* k, int64_t ldk, int nk, int64_t D,
-              float* st) {
+              float* st, const float* v, int64_t ldv, int64_t Dv) {
   switch (nrows) {
-    case 1: QkDirectR<1>(q, k, ldk, nk, D, st); break;
-    case 2: QkDirectR<2>(q, k, ldk, nk, D, st); break;
-    case 3: QkDirectR<3>(q, k, ldk, nk, D, st); break;
-    default: QkDirectR<4>(q, k, ldk, nk, D, st); break;
+    case 1: QkDirectR<1>(q, k, ldk, nk, D, st, v, ldv, Dv); break;
+    case 2: QkDirectR<2>(q, k, ldk, nk, D, st, v, ldv, Dv); break;
+    case 3: QkDirectR<3>(q, k, ldk, nk, D, st, v, ldv, Dv); break;
+    default: QkDirectR<4>(q, k, ldk, nk, D, st, v, ldv, Dv); break;
   }
 }
 
@@ -330,7 +340,8 @@ void BlockForward(const Ctx<T>& c, const Row* rows, int nrows, int64_t ka, int64
 
   // Pack the query block (normalised for cosine).
   for (int r = 0; r < nrows; ++r) {
-    s.row_mul[r] = c.cosine ? InvNorm(static_cast<const T*>(rows[r].q), D) : 1.f;
+    // The score scale (times log2 e) is folded into q; cosine scales per key below instead.
+    s.row_mul[r] = c.cosine ? InvNorm(static_cast<const T*>(rows[r].q), D) : c.score_mul;
     s.qrow_ptrs[r] = rows[r].q;
   }
   [[maybe_unused]] const bool direct = !c.use_bf16 && nrows <= kDirectMaxRows && D % kN == 0;
@@ -379,18 +390,19 @@ void BlockForward(const Ctx<T>& c, const Row* rows, int nrows, int64_t ka, int64
     // S = Q Kᵀ (transposed).
     if constexpr (std::is_same_v<T, float>) {
       if (direct)
-        QkDirect(qdirect, nrows, ktile, ldk, nk, D, st);
+        QkDirect(qdirect, nrows, ktile, ldk, nk, D, st, vtile, ldv, Dv);
       else
         QkPacked(s.qt.get(), nqv, ktile, ldk, nk, D, st);
     } else {
       c.tiles->qk(s.qt2.get(), kBr, nqv, ktile, ldk, nk, D, st);
     }
 
-    // Scale (cosine: by 1/|k_c| too), bias, mask; then the running max.
-    for (int cc = 0; cc < nk; ++cc) {
-      const float mul = c.cosine ? c.score_mul * InvNorm(ktile + cc * ldk, D) : c.score_mul;
-      const VF vm = hn::Set(d, mul);
-      for (int v = 0; v < nqv; ++v) hn::Store(hn::Load(d, st + cc * kBr + v * kN) * vm, d, st + cc * kBr + v * kN);
+    // Cosine: scale by |k_c|^-1 (and the score scale); then bias, mask, the running max.
+    if (c.cosine) {
+      for (int cc = 0; cc < nk; ++cc) {
+        const VF vm = hn::Set(d, c.score_mul * InvNorm(ktile + cc * ldk, D));
+        for (int v = 0; v < nqv; ++v) hn::Store(hn::Load(d, st + cc * kBr + v * kN) * vm, d, st + cc * kBr + v * kN);
+      }
     }
     if (has_bias) {
       for (int r = 0; r < nrows; ++r) {
@@ -618,67 +630,6 @@ void ForwardBf16(const AttentionProblem& p, const bf16* q, const bf16* k, const 
   ForwardImpl(c);
 }
 
-// ---------------------------------------------------------------- weights from lse
-
-void WeightsFromLse(const AttentionProblem& p, const float* q, const float* k, const float* lse,
-                    int64_t row_begin, int64_t row_end, float* weights, bool cosine) {
-  const DF d;
-  const int64_t R = row_end - row_begin, G = p.Hq / p.Hkv, D = p.D;
-  const float score_mul = static_cast<float>(p.scale) * kLog2e;
-  const int64_t nrb = (R * G + kBr - 1) / kBr;
-  const int64_t items = p.B * p.Hkv * nrb;
-#pragma omp parallel num_threads(std::max(1, num_threads()))
-  {
-    auto qt = hwy::AllocateAligned<float>(static_cast<size_t>(std::max<int64_t>(D, 1) * kBr));
-    auto st = hwy::AllocateAligned<float>(static_cast<size_t>(kBc * kBr));
-    const float* qrows[kBr];
-    float row_mul[kBr];
-    int64_t rh[kBr], ri[kBr];
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t it = 0; it < items; ++it) {
-      const int64_t rb = it % nrb, bh = it / nrb, b = bh / p.Hkv, hk = bh % p.Hkv;
-      const int64_t f0 = rb * kBr, f1 = std::min(R * G, f0 + kBr);
-      const int nrows = static_cast<int>(f1 - f0);
-      for (int r = 0; r < nrows; ++r) {
-        ri[r] = row_begin + (f0 + r) / G;
-        rh[r] = hk * G + (f0 + r) % G;
-        qrows[r] = q + b * p.q_stride[0] + rh[r] * p.q_stride[1] + ri[r] * p.q_stride[2];
-        row_mul[r] = cosine ? InvNorm(qrows[r], D) : 1.f;
-      }
-      PackQt(qrows, row_mul, nrows, D, qt.get());
-      const int nqv = (nrows + kN - 1) / kN;
-      const float* kbase = k + b * p.k_stride[0] + hk * p.k_stride[1];
-      for (int64_t j0 = 0; j0 < p.Nk; j0 += kBc) {
-        const int nk = static_cast<int>(std::min<int64_t>(kBc, p.Nk - j0));
-        QkPacked(qt.get(), nqv, kbase + j0 * p.k_stride[2], p.k_stride[2], nk, D, st.get());
-        for (int r = 0; r < nrows; ++r) {
-          const float l = lse[(b * p.Hq + rh[r]) * p.Nq + ri[r]];
-          float* w = weights + ((b * p.Hq + rh[r]) * R + (ri[r] - row_begin)) * p.Nk + j0;
-          HWY_ALIGN float x[kBc];
-          for (int cc = 0; cc < nk; ++cc) {
-            const int64_t j = j0 + cc;
-            float s = st[cc * kBr + r] * score_mul;
-            if (cosine) s *= InvNorm(kbase + j * p.k_stride[2], D);
-            if (p.bias) s += kLog2e * p.bias_at(b, rh[r], ri[r], j);
-            const bool vis = p.visible(b, ri[r], j) && l != kNegInf;
-            x[cc] = vis ? s - l * kLog2e : kNegInf;
-          }
-          for (int cc = nk; cc < kBc; ++cc) x[cc] = kNegInf;
-          for (int cc = 0; cc < kBc; cc += kN) hn::Store(Exp2(d, hn::Load(d, x + cc)), d, x + cc);
-          for (int cc = 0; cc < nk; ++cc) {
-            float wv = x[cc];
-            if (p.dropout > 0 && wv != 0.f)
-              wv = dropout_keep(p.seed, p.dropout, b, rh[r], ri[r], j0 + cc, p.Hq, p.Nq, p.Nk)
-                       ? wv * static_cast<float>(1.0 / (1.0 - p.dropout))
-                       : 0.f;
-            w[cc] = wv;
-          }
-        }
-      }
-    }
-  }
-}
-
 // The bf16 tiles assume 16-lane f32 vectors (AVX-512 query blocks).
 bool Bf16TilesFit() { return kN == 16; }
 
@@ -690,7 +641,6 @@ namespace attn::cpu {
 
 HWY_EXPORT(ForwardF32);
 HWY_EXPORT(ForwardBf16);
-HWY_EXPORT(WeightsFromLse);
 HWY_EXPORT(Exp2Array);
 HWY_EXPORT(Bf16TilesFit);
 
@@ -766,8 +716,51 @@ void attention_weights_from_lse(const kernels::AttentionProblem& p, const float*
                                 const float* k, const float* lse, int64_t row_begin,
                                 int64_t row_end, float* weights, FlashScore score) {
   if (row_end <= row_begin || p.Nk == 0) return;
-  HWY_DYNAMIC_DISPATCH(WeightsFromLse)(p, q, k, lse, row_begin, row_end, weights,
-                                       score == FlashScore::cosine);
+  // A picture path: scores and their normaliser in double, so the weights are f32 roundings
+  // of exact ones (the forward's f32 lse alone carries ~|s| * 1e-7 absolute error, which
+  // exp(s - lse) would turn into that much relative error). lse marks the empty rows.
+  const int64_t R = row_end - row_begin, D = p.D;
+  const bool cosine = score == FlashScore::cosine;
+#pragma omp parallel num_threads(std::max(1, num_threads()))
+  {
+    std::vector<double> srow(static_cast<size_t>(p.Nk));
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t row = 0; row < p.B * p.Hq * R; ++row) {
+      const int64_t b = row / (p.Hq * R), h = row / R % p.Hq, i = row_begin + row % R;
+      const int64_t hk = p.kv_head(h);
+      float* w = weights + row * p.Nk;
+      std::fill(w, w + p.Nk, 0.f);
+      if (lse && lse[(b * p.Hq + h) * p.Nq + i] == -std::numeric_limits<float>::infinity()) continue;
+      const float* qi = q + b * p.q_stride[0] + h * p.q_stride[1] + i * p.q_stride[2];
+      double qn = 0;
+      if (cosine)
+        for (int64_t e = 0; e < D; ++e) qn += double(qi[e]) * qi[e];
+      double m = -std::numeric_limits<double>::infinity();
+      for (int64_t j = 0; j < p.Nk; ++j) {
+        srow[j] = -std::numeric_limits<double>::infinity();
+        if (!p.visible(b, i, j)) continue;
+        const float* kj = k + b * p.k_stride[0] + hk * p.k_stride[1] + j * p.k_stride[2];
+        double dot = 0, kn = 0;
+        for (int64_t e = 0; e < D; ++e) dot += double(qi[e]) * kj[e];
+        if (cosine) {
+          for (int64_t e = 0; e < D; ++e) kn += double(kj[e]) * kj[e];
+          dot = qn > 0 && kn > 0 ? dot / std::sqrt(qn * kn) : 0.0;
+        }
+        srow[j] = dot * p.scale + p.bias_at(b, h, i, j);
+        m = std::max(m, srow[j]);
+      }
+      if (m == -std::numeric_limits<double>::infinity()) continue;
+      double sum = 0;
+      for (int64_t j = 0; j < p.Nk; ++j) sum += std::exp(srow[j] - m);
+      const double norm = m + std::log(sum);
+      for (int64_t j = 0; j < p.Nk; ++j) {
+        double x = std::exp(srow[j] - norm);
+        if (p.dropout > 0 && x != 0)
+          x = dropout_keep(p.seed, p.dropout, b, h, i, j, p.Hq, p.Nq, p.Nk) ? x / (1.0 - p.dropout) : 0.0;
+        w[j] = static_cast<float>(x);
+      }
+    }
+  }
 }
 
 std::vector<int64_t> flash_supported_targets() {

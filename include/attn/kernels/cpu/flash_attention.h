@@ -47,9 +47,11 @@ void flash_attention_forward_general(const kernels::AttentionProblem& p, const f
 void project_queries(const kernels::AttentionProblem& p, const float* q, const float* w,
                      float* q_proj);
 
-// Softmax weights recomputed from the forward's lse: weights = exp(score - lse), masked
-// entries 0, dropout applied as in the forward (what multiplied v). Only query rows
-// [row_begin, row_end) of every (batch, head) are computed:
+// Softmax weights for the pictures, recomputed without a second attention implementation:
+// weights = exp(score - lse) with masks and dropout as in the forward (what multiplied v). The
+// scores and their log-normaliser are recomputed in double for the rows asked, so the weights
+// are f32 roundings of exact values; the forward's lse (may be null) marks the rows with no
+// visible key. Only query rows [row_begin, row_end) of every (batch, head) are computed:
 //   weights: [B, Hq, row_end - row_begin, Nk] contiguous.
 // Pass row_begin = 0, row_end = p.Nq for the full [B, Hq, Nq, Nk] tensor. For `general`,
 // pass the projected q' (project_queries) and p.D = p.Dk.
