@@ -22,7 +22,9 @@ Var dropout(const Var& a, double p, uint64_t seed, uint64_t offset) {
     using T = decltype(tag);
     const T* x = av.data<T>();
     T* y = out.data<T>();
-    for (int64_t i = 0; i < av.numel(); ++i)
+    const int64_t n = av.numel();
+#pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
+    for (int64_t i = 0; i < n; ++i)
       y[i] = counter_uniform(seed, offset + static_cast<uint64_t>(i)) >= p ? static_cast<T>(x[i] * scale) : T(0);
   });
   return make_result(out, "dropout", {&a}, [p, seed, offset, scale](Node& self) {
@@ -34,7 +36,9 @@ Var dropout(const Var& a, double p, uint64_t seed, uint64_t offset) {
       const T* g = self.grad.data<T>();
       bool acc;
       T* d = grad_buffer(*t, &acc).data<T>();
-      for (int64_t i = 0; i < self.value.numel(); ++i) {
+      const int64_t n = self.value.numel();
+#pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
+      for (int64_t i = 0; i < n; ++i) {
         T v = counter_uniform(seed, offset + static_cast<uint64_t>(i)) >= p ? static_cast<T>(g[i] * scale) : T(0);
         d[i] = acc ? d[i] + v : v;
       }
