@@ -184,7 +184,7 @@ Var sigmoid(const Var& a) {
 // out = max(a, 0);  da = dout * [a > 0]
 Var relu(const Var& a) {
   return unary("relu", a, [](auto x) { return x > 0 ? x : decltype(x)(0); },
-               [](auto x, auto) { return x > 0 ? 1.0 : 0.0; });
+               [](auto x, auto) { return x > 0 ? decltype(x)(1) : decltype(x)(0); });
 }
 
 Var gelu(const Var& a, GeluApprox approx) {

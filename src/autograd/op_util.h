@@ -58,6 +58,11 @@ Tensor& grad_buffer(Node& n, bool* accumulate);
 // n.grad += g (g contiguous, n.value's shape; same dtype).
 void accumulate(Node& n, const Tensor& g);
 
+// Sets a contiguous tensor to zero with memset (Tensor::fill goes element by element).
+inline void zero(Tensor& t) {
+  std::memset(t.raw_data(), 0, static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
+}
+
 // A contiguous copy of a strided f32 / f64 view (typed loops; Tensor::contiguous() goes
 // element by element through a dtype switch). Returns t itself when already contiguous.
 Tensor contiguous(const Tensor& t);

@@ -17,7 +17,12 @@ Var reshape(const Var& a, const Shape& shape) {
   Shape in_shape = a.shape();
   return make_result(out, "reshape", {&a}, [in_shape](Node& self) {
     // out = reshape(a);  da = reshape(dout, a.shape)
-    if (Node* t = grad_target(self, 0)) detail::accumulate(*t, self.grad.view(in_shape));
+    Node* t = grad_target(self, 0);
+    if (!t) return;
+    if (!t->grad.defined())
+      t->grad = self.grad.view(in_shape);  // self's grad is released after this: no copy
+    else
+      detail::accumulate(*t, self.grad.view(in_shape));
   });
 }
 
@@ -63,7 +68,7 @@ Var slice(const Var& a, int64_t dim, int64_t start, int64_t end) {
       using T = decltype(tag);
       bool acc;
       Tensor& dt = grad_buffer(*t, &acc);
-      if (!acc) dt.fill(0.f);
+      if (!acc) detail::zero(dt);
       add_block(dt.data<T>(), sp.n, self.grad.data<T>(), end - start, start, sp.outer, sp.inner, true);
     });
   });
@@ -182,7 +187,7 @@ Var gather_rows(const char* op, const Var& a, const Tensor& index, int64_t paddi
       const T* g = self.grad.data<T>();
       bool acc;
       Tensor& dt = grad_buffer(*t, &acc);
-      if (!acc) dt.fill(0.f);
+      if (!acc) detail::zero(dt);
       T* d = dt.data<T>();
       for (int64_t i = 0; i < idx.numel(); ++i) {
         if (ip[i] == padding) continue;

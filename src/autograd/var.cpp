@@ -25,8 +25,9 @@ Var::Var(Tensor value, bool requires_grad) : node_(std::make_shared<Node>()) {
 }
 
 void Var::zero_grad() const {
-  if (!node_->grad.defined()) node_->grad = Tensor::empty(node_->value.shape(), node_->value.dtype());
-  node_->grad.fill(0.f);
+  if (!node_->grad.defined() || !node_->grad.is_contiguous())
+    node_->grad = Tensor::empty(node_->value.shape(), node_->value.dtype());
+  detail::zero(node_->grad);
 }
 
 void Var::backward() const {
