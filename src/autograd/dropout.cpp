@@ -1,5 +1,6 @@
 #include "attn/autograd/dropout.h"
 
+#include <memory>
 #include <vector>
 
 #include "attn/core/rng.h"
@@ -17,25 +18,37 @@ Var dropout(const Var& a, double p, uint64_t seed, uint64_t offset) {
   if (p == 0) return a;
   Tensor av = a.value().contiguous();
   Tensor out = Tensor::empty(a.shape(), a.dtype());
-  const double scale = 1.0 / (1.0 - p);
+  const int64_t n = av.numel();
+  // The keep mask, one byte per element, saved for the backward (hashing is the costly part).
+  auto keep = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(n));
   dispatch(a.dtype(), "dropout", [&](auto tag) {
     using T = decltype(tag);
     const T* x = av.data<T>();
     T* y = out.data<T>();
-    for (int64_t i = 0; i < av.numel(); ++i)
-      y[i] = counter_uniform(seed, offset + static_cast<uint64_t>(i)) >= p ? static_cast<T>(x[i] * scale) : T(0);
+    uint8_t* k = keep->data();
+    const T scale = static_cast<T>(1.0 / (1.0 - p));
+#pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      const uint8_t kept = counter_uniform(seed, offset + static_cast<uint64_t>(i)) >= p;
+      k[i] = kept;
+      y[i] = x[i] * (static_cast<T>(kept) * scale);  // branch-free: keeps are random
+    }
   });
-  return make_result(out, "dropout", {&a}, [p, seed, offset, scale](Node& self) {
-    // y = x * keep / (1 - p);  dx = dy * keep / (1 - p)  (mask recomputed from the counter)
+  return make_result(out, "dropout", {&a}, [keep, p](Node& self) {
+    // y = x * keep / (1 - p);  dx = dy * keep / (1 - p)
     Node* t = grad_target(self, 0);
     if (!t) return;
     dispatch(self.value.dtype(), "dropout", [&](auto tag) {
       using T = decltype(tag);
       const T* g = self.grad.data<T>();
+      const uint8_t* k = keep->data();
+      const T scale = static_cast<T>(1.0 / (1.0 - p));
       bool acc;
       T* d = grad_buffer(*t, &acc).data<T>();
-      for (int64_t i = 0; i < self.value.numel(); ++i) {
-        T v = counter_uniform(seed, offset + static_cast<uint64_t>(i)) >= p ? static_cast<T>(g[i] * scale) : T(0);
+      const int64_t n = self.value.numel();
+#pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
+      for (int64_t i = 0; i < n; ++i) {
+        const T v = g[i] * (static_cast<T>(k[i]) * scale);
         d[i] = acc ? d[i] + v : v;
       }
     });

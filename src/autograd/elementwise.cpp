@@ -40,6 +40,7 @@ Var binary(BinOp op, const Var& a, const Var& b) {
     auto run = [&](auto f) {
       const int64_t n = out.numel();
       if (a.shape() == out_shape && b.shape() == out_shape) {
+#pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
         for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
       } else if (a.shape() == out_shape && b.numel() == 1) {
         const T s = pb[0];
@@ -104,6 +105,7 @@ Var unary(const char* name, const Var& a, F f, DF df) {
     const T* x = av.data<T>();
     T* y = out.data<T>();
     const int64_t n = av.numel();
+#pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
     for (int64_t i = 0; i < n; ++i) y[i] = static_cast<T>(f(x[i]));
   });
   return make_result(out, name, {&a}, [av, df, name](Node& self) {
@@ -117,10 +119,11 @@ Var unary(const char* name, const Var& a, F f, DF df) {
       bool acc;
       T* d = grad_buffer(*t, &acc).data<T>();
       const int64_t n = av.numel();
-      if (acc)
-        for (int64_t i = 0; i < n; ++i) d[i] += g[i] * static_cast<T>(df(x[i], y[i]));
-      else
-        for (int64_t i = 0; i < n; ++i) d[i] = g[i] * static_cast<T>(df(x[i], y[i]));
+#pragma omp parallel for schedule(static) if (n >= detail::kParallelMin)
+      for (int64_t i = 0; i < n; ++i) {
+        const T v = g[i] * static_cast<T>(df(x[i], y[i]));
+        d[i] = acc ? d[i] + v : v;
+      }
     });
   });
 }
@@ -181,7 +184,7 @@ Var sigmoid(const Var& a) {
 // out = max(a, 0);  da = dout * [a > 0]
 Var relu(const Var& a) {
   return unary("relu", a, [](auto x) { return x > 0 ? x : decltype(x)(0); },
-               [](auto x, auto) { return x > 0 ? 1.0 : 0.0; });
+               [](auto x, auto) { return x > 0 ? decltype(x)(1) : decltype(x)(0); });
 }
 
 Var gelu(const Var& a, GeluApprox approx) {

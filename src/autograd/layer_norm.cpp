@@ -35,6 +35,7 @@ Var layer_norm(const Var& x, const Var& weight, const Var& bias, double eps) {
     const T* pw = wv.defined() ? wv.data<T>() : nullptr;
     const T* pb = bv.defined() ? bv.data<T>() : nullptr;
     T* py = out.data<T>();
+#pragma omp parallel for schedule(static) if (rows * E >= detail::kParallelMin)
     for (int64_t r = 0; r < rows; ++r) {
       const T* xr = px + r * E;
       double mu = 0, var = 0;
@@ -73,7 +74,11 @@ Var layer_norm(const Var& x, const Var& weight, const Var& bias, double eps) {
         for (int64_t j = 0; j < E; ++j) dw[j] = 0;
       if (db && !ab)
         for (int64_t j = 0; j < E; ++j) db[j] = 0;
+      // dx row by row (rows independent: threads); dw, db in one serial row-major pass so
+      // that their sums do not depend on the thread count.
+#pragma omp parallel for schedule(static) if (dx && rows * E >= detail::kParallelMin)
       for (int64_t r = 0; r < rows; ++r) {
+        if (!dx) continue;
         const double mu = (*stats)[2 * r], rstd = (*stats)[2 * r + 1];
         const T* xr = px + r * E;
         const T* gr = g + r * E;
@@ -83,21 +88,27 @@ Var layer_norm(const Var& x, const Var& weight, const Var& bias, double eps) {
           const double dxh = pw ? gr[j] * static_cast<double>(pw[j]) : gr[j];
           m1 += dxh;
           m2 += dxh * xh;
-          if (dw) dw[j] += static_cast<T>(gr[j] * xh);
-          if (db) db[j] += gr[j];
         }
         m1 /= static_cast<double>(E);
         m2 /= static_cast<double>(E);
-        if (dx) {
-          T* dr = dx + r * E;
-          for (int64_t j = 0; j < E; ++j) {
-            const double xh = (xr[j] - mu) * rstd;
-            const double dxh = pw ? gr[j] * static_cast<double>(pw[j]) : gr[j];
-            const T v = static_cast<T>(rstd * (dxh - m1 - xh * m2));
-            dr[j] = ax ? dr[j] + v : v;
-          }
+        T* dr = dx + r * E;
+        for (int64_t j = 0; j < E; ++j) {
+          const double xh = (xr[j] - mu) * rstd;
+          const double dxh = pw ? gr[j] * static_cast<double>(pw[j]) : gr[j];
+          const T v = static_cast<T>(rstd * (dxh - m1 - xh * m2));
+          dr[j] = ax ? dr[j] + v : v;
         }
       }
+      if (dw || db)
+        for (int64_t r = 0; r < rows; ++r) {
+          const double mu = (*stats)[2 * r], rstd = (*stats)[2 * r + 1];
+          const T* xr = px + r * E;
+          const T* gr = g + r * E;
+          for (int64_t j = 0; j < E; ++j) {
+            if (dw) dw[j] += static_cast<T>(gr[j] * ((xr[j] - mu) * rstd));
+            if (db) db[j] += gr[j];
+          }
+        }
     });
   });
 }

@@ -12,6 +12,10 @@
 
 namespace attn::ag::detail {
 
+// Element-wise loops split over OpenMP threads from this many elements on (each element
+// independent, so results do not depend on the thread count).
+constexpr int64_t kParallelMin = 1 << 15;
+
 // Calls f(float{}) or f(double{}) by the dtype; other dtypes are an error naming op.
 template <typename F>
 decltype(auto) dispatch(DType t, const char* op, F&& f) {
@@ -53,6 +57,15 @@ Tensor& grad_buffer(Node& n, bool* accumulate);
 
 // n.grad += g (g contiguous, n.value's shape; same dtype).
 void accumulate(Node& n, const Tensor& g);
+
+// Sets a contiguous tensor to zero with memset (Tensor::fill goes element by element).
+inline void zero(Tensor& t) {
+  std::memset(t.raw_data(), 0, static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
+}
+
+// A contiguous copy of a strided f32 / f64 view (typed loops; Tensor::contiguous() goes
+// element by element through a dtype switch). Returns t itself when already contiguous.
+Tensor contiguous(const Tensor& t);
 
 // Contiguous view or copy of a value, typed.
 template <typename T>

@@ -121,7 +121,7 @@ Var max(const Var& a, int64_t axis, bool keepdim) {
       const T* g = self.grad.data<T>();
       bool acc;
       Tensor& dt = grad_buffer(*t, &acc);
-      if (!acc) dt.fill(0.f);
+      if (!acc) detail::zero(dt);
       T* dd = dt.data<T>();
       for (int64_t p = 0; p < sp.outer; ++p)
         for (int64_t q = 0; q < sp.inner; ++q) {

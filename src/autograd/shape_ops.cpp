@@ -17,17 +17,22 @@ Var reshape(const Var& a, const Shape& shape) {
   Shape in_shape = a.shape();
   return make_result(out, "reshape", {&a}, [in_shape](Node& self) {
     // out = reshape(a);  da = reshape(dout, a.shape)
-    if (Node* t = grad_target(self, 0)) detail::accumulate(*t, self.grad.view(in_shape));
+    Node* t = grad_target(self, 0);
+    if (!t) return;
+    if (!t->grad.defined())
+      t->grad = self.grad.view(in_shape);  // self's grad is released after this: no copy
+    else
+      detail::accumulate(*t, self.grad.view(in_shape));
   });
 }
 
 Var transpose(const Var& a, int64_t d0, int64_t d1) {
   d0 = detail::wrap_dim("transpose", d0, a.dim(), a.shape());
   d1 = detail::wrap_dim("transpose", d1, a.dim(), a.shape());
-  Tensor out = a.value().transpose(d0, d1).contiguous();
+  Tensor out = detail::contiguous(a.value().transpose(d0, d1));
   return make_result(out, "transpose", {&a}, [d0, d1](Node& self) {
     // out = a.transpose(d0, d1);  da = dout.transpose(d0, d1)
-    if (Node* t = grad_target(self, 0)) detail::accumulate(*t, self.grad.transpose(d0, d1).contiguous());
+    if (Node* t = grad_target(self, 0)) detail::accumulate(*t, detail::contiguous(self.grad.transpose(d0, d1)));
   });
 }
 
@@ -53,7 +58,7 @@ Var slice(const Var& a, int64_t dim, int64_t start, int64_t end) {
   dim = detail::wrap_dim("slice", dim, a.dim(), a.shape());
   ATTN_CHECK(0 <= start && start <= end && end <= a.size(dim), "slice: range [", start, ", ", end,
              ") out of bounds for dim ", dim, " of shape ", shape_str(a.shape()));
-  Tensor out = a.value().slice(dim, start, end).contiguous();
+  Tensor out = detail::contiguous(a.value().slice(dim, start, end));
   auto sp = detail::split_axis(a.shape(), dim);
   return make_result(out, "slice", {&a}, [sp, start, end](Node& self) {
     // out = a[..., start:end, ...];  da[..., start:end, ...] += dout, 0 elsewhere
@@ -63,7 +68,7 @@ Var slice(const Var& a, int64_t dim, int64_t start, int64_t end) {
       using T = decltype(tag);
       bool acc;
       Tensor& dt = grad_buffer(*t, &acc);
-      if (!acc) dt.fill(0.f);
+      if (!acc) detail::zero(dt);
       add_block(dt.data<T>(), sp.n, self.grad.data<T>(), end - start, start, sp.outer, sp.inner, true);
     });
   });
@@ -182,7 +187,7 @@ Var gather_rows(const char* op, const Var& a, const Tensor& index, int64_t paddi
       const T* g = self.grad.data<T>();
       bool acc;
       Tensor& dt = grad_buffer(*t, &acc);
-      if (!acc) dt.fill(0.f);
+      if (!acc) detail::zero(dt);
       T* d = dt.data<T>();
       for (int64_t i = 0; i < idx.numel(); ++i) {
         if (ip[i] == padding) continue;

@@ -24,6 +24,7 @@ Var softmax_impl(const Var& a, int64_t dim, bool log_out) {
     using T = decltype(tag);
     const T* x = av.data<T>();
     T* y = out.data<T>();
+#pragma omp parallel for schedule(static) if (a.numel() >= detail::kParallelMin)
     for (int64_t p = 0; p < sp.outer; ++p)
       for (int64_t q = 0; q < sp.inner; ++q) {
         const int64_t base = p * sp.n * sp.inner + q, st = sp.inner;
@@ -56,6 +57,7 @@ Var softmax_impl(const Var& a, int64_t dim, bool log_out) {
       const T* g = self.grad.data<T>();
       bool acc;
       T* d = grad_buffer(*t, &acc).data<T>();
+#pragma omp parallel for schedule(static) if (self.value.numel() >= detail::kParallelMin)
       for (int64_t p = 0; p < sp.outer; ++p)
         for (int64_t q = 0; q < sp.inner; ++q) {
           const int64_t base = p * sp.n * sp.inner + q, st = sp.inner;

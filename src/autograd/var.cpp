@@ -1,6 +1,8 @@
 // The tape: leaves, result nodes, topological backward, gradient accumulation.
 #include "attn/autograd/var.h"
 
+#include <algorithm>
+#include <cstring>
 #include <unordered_set>
 
 #include "attn/kernels/cpu/gemm.h"
@@ -23,8 +25,9 @@ Var::Var(Tensor value, bool requires_grad) : node_(std::make_shared<Node>()) {
 }
 
 void Var::zero_grad() const {
-  if (!node_->grad.defined()) node_->grad = Tensor::empty(node_->value.shape(), node_->value.dtype());
-  node_->grad.fill(0.f);
+  if (!node_->grad.defined() || !node_->grad.is_contiguous())
+    node_->grad = Tensor::empty(node_->value.shape(), node_->value.dtype());
+  detail::zero(node_->grad);
 }
 
 void Var::backward() const {
@@ -135,6 +138,39 @@ void accumulate(Node& n, const Tensor& g) {
     const int64_t m = dst.numel();
     for (int64_t i = 0; i < m; ++i) d[i] += s[i];
   });
+}
+
+Tensor contiguous(const Tensor& t) {
+  if (t.is_contiguous()) return t;
+  if (t.dtype() != DType::f32 && t.dtype() != DType::f64) return t.contiguous();
+  Tensor out = Tensor::empty(t.shape(), t.dtype());
+  dispatch(t.dtype(), "contiguous", [&](auto tag) {
+    using T = decltype(tag);
+    const T* src = t.data<T>();
+    T* dst = out.data<T>();
+    const Shape& sh = t.shape();
+    const Shape& st = t.strides();
+    const size_t nd = sh.size();
+    const int64_t inner = sh[nd - 1], is = st[nd - 1], rows = t.numel() / std::max<int64_t>(inner, 1);
+    std::vector<int64_t> idx(nd, 0);
+    int64_t off = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      T* d = dst + r * inner;
+      if (is == 1)
+        std::memcpy(static_cast<void*>(d), src + off, sizeof(T) * static_cast<size_t>(inner));
+      else
+        for (int64_t j = 0; j < inner; ++j) d[j] = src[off + j * is];
+      for (size_t k = nd - 1; k-- > 0;) {
+        if (++idx[k] < sh[k]) {
+          off += st[k];
+          break;
+        }
+        off -= (sh[k] - 1) * st[k];
+        idx[k] = 0;
+      }
+    }
+  });
+  return out;
 }
 
 Shape broadcast_shape(const char* op, const Shape& a, const Shape& b) {
