@@ -9,6 +9,7 @@
 #include <set>
 
 #include "attn/core/rng.h"
+#include "attn/core/threading.h"
 #include "attn/core/timer.h"
 #include "attn/data/batching.h"
 #include "attn/data/dates.h"
@@ -50,6 +51,9 @@ std::string label(const std::string& s) { return s == " " ? "_" : s; }
 
 int run_demo(const DemoArgs& a) {
   Timer total;
+  // The model is small: OpenMP fork / join per tiny GEMM costs more than it saves, so one
+  // thread unless --threads asks for more.
+  if (global_options().threads == 0) set_num_threads(1);
   data::DatesTask task;
   const data::Vocabulary src_vocab = task.source_vocabulary(), tgt_vocab = task.target_vocabulary();
   Rng data_rng(a.seed, 0);
@@ -90,7 +94,7 @@ int run_demo(const DemoArgs& a) {
   models::Seq2SeqRNN model(cfg, init_rng);
   const int64_t n_params = model.num_parameters();
 
-  if (!a.json || true) {
+  {
     std::printf("attn demo: dates -> ISO 8601 with an RNN encoder-decoder (%s attention, %s)\n", a.attention.c_str(),
                 a.cell.c_str());
     std::printf("  %zu training pairs, %zu held-out for early stopping, %zu held-out for the score; %lld parameters\n",

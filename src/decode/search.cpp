@@ -181,7 +181,15 @@ std::vector<std::vector<Hypothesis>> beam_search(StepDecoder& model, const Tenso
           ++n_live;
         }
       }
-      if (static_cast<int64_t>(finished[b].size()) >= K) done[b] = true;
+      // Done when nothing is live, or beam_width hypotheses are finished and no live one can
+      // still overtake the best of them: log-probs only fall, and for α > 0 a live score
+      // L / lp(n) is at most L / lp(max_length).
+      double bound = -std::numeric_limits<double>::infinity();
+      for (int64_t k = 0; k < n_live; ++k)
+        bound = std::max(bound, next[b * K + k].log_prob / length_penalty(o.max_length, o.alpha));
+      double best = -std::numeric_limits<double>::infinity();
+      for (const Hypothesis& h : finished[b]) best = std::max(best, h.score);
+      if (n_live == 0 || (static_cast<int64_t>(finished[b].size()) >= K && best >= bound)) done[b] = true;
       all_done = all_done && done[b];
     }
     live = std::move(next);

@@ -182,9 +182,9 @@ TrainResult train_seq2seq(models::Seq2SeqModel& model, const std::vector<data::S
 
   SignalScope signals(o.handle_signals);
   Timer timer;
-  double loss_sum = 0, tokens = 0, tokens_since = 0;
+  const int64_t first_step = step;
+  double loss_sum = 0, tokens = 0;
   int64_t loss_n = 0;
-  double last_tok_time = 0;
   auto run_eval = [&]() -> bool {  // returns whether to stop (target / patience)
     if (!has_dev) return false;
     EvalResult e = evaluate(decode, dev, o.eval_batch_size);
@@ -251,19 +251,12 @@ TrainResult train_seq2seq(models::Seq2SeqModel& model, const std::vector<data::S
       loss_sum += static_cast<double>(loss.value().get({}));
       ++loss_n;
       tokens += static_cast<double>(b.n_tokens);
-      tokens_since += static_cast<double>(b.n_tokens);
       const double now = timer.seconds();
       res.tokens_per_second = tokens / std::max(now, 1e-9);
-      if (bar) {
-        const double per_step = now / static_cast<double>(step - state.step == 0 ? 1 : 1) ;
-        (void)per_step;
-      }
       if (!o.quiet && (bar || step % o.log_every == 0)) {
-        const double steps_done = static_cast<double>(step);
         const double rate = res.tokens_per_second;
-        // ETA: by steps at this process's pace, capped by the time limit.
-        double eta = (o.max_steps - step) * (now / std::max<double>(1, static_cast<double>(step) - static_cast<double>(res.resumed ? step - loss_n : 0)));
-        (void)steps_done;
+        // ETA: remaining steps at this process's pace, capped by the time limit.
+        double eta = static_cast<double>(o.max_steps - step) * now / static_cast<double>(std::max<int64_t>(1, step - first_step));
         if (o.max_seconds > 0) eta = std::min(eta, o.max_seconds - now);
         char buf[256];
         std::snprintf(buf, sizeof buf, "step %lld/%lld  epoch %lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s",
@@ -281,7 +274,6 @@ TrainResult train_seq2seq(models::Seq2SeqModel& model, const std::vector<data::S
         }
       }
       res.last_loss = loss_sum / static_cast<double>(std::max<int64_t>(1, loss_n));
-      (void)last_tok_time;
       if (stop_requested()) {
         res.stop_reason = "signal";
         stop = true;
@@ -310,7 +302,9 @@ TrainResult train_seq2seq(models::Seq2SeqModel& model, const std::vector<data::S
   // Final evaluation unless the last step was just evaluated (or a signal asks to hurry).
   const bool evaluated_now = !res.history.empty() && res.history.back().value("step", int64_t{-1}) == step;
   if (res.stop_reason != "signal" && !evaluated_now) {
+    const std::string reason = res.stop_reason;
     run_eval();
+    res.stop_reason = reason;
   }
   save(last_path);
   if (bar) std::fprintf(stderr, "\n");

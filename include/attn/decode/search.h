@@ -44,9 +44,13 @@ double length_penalty(int64_t n, double alpha);
 std::vector<Hypothesis> greedy_search(StepDecoder& model, const Tensor& src, const Tensor& src_lengths,
                                       const SearchOptions& options = {});
 
-// Per source, the n_best hypotheses, best first. A source is done once it has beam_width
-// finished hypotheses; at max_length, unfinished beams compete too (when nothing finished).
-// beam_width = 1 gives exactly greedy_search's output.
+// Per source, the n_best hypotheses, best first. Each step extends the live hypotheses by
+// every token, keeps the best beam_width that do not end in <eos> and sets aside those that
+// do. A source is done once beam_width hypotheses are finished and none of the live ones can
+// still reach the best finished score (log-probs only fall; with α > 0 a live score is
+// bounded by log_prob / lp(max_length)); a source not done at max_length adds its live
+// hypotheses (unfinished) to the ranking. beam_width = 1 with α = 0 gives exactly
+// greedy_search's output.
 std::vector<std::vector<Hypothesis>> beam_search(StepDecoder& model, const Tensor& src, const Tensor& src_lengths,
                                                  const BeamOptions& options = {});
 
