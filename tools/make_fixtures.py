@@ -175,6 +175,29 @@ def rnn(kind):
                    "y: [B, T, 2*5] (forward | reverse)")
 
 
+def rnn_lengths(kind):
+    """Variable-length batch through pack_padded_sequence: what an encoder over padded
+    sentences computes. Outputs past a sequence's length are zero; h_n / c_n are the states at
+    each sequence's last valid step (the reverse direction starts there)."""
+    torch.manual_seed(14 if kind == "gru" else 15)
+    cfg = {"input_size": 4, "hidden_size": 5, "num_layers": 2, "bidirectional": True, "batch_first": True}
+    m = (nn.GRU if kind == "gru" else nn.LSTM)(**cfg)
+    randomize(m)
+    lengths = torch.tensor([4, 2, 3])
+    inputs = {"x": torch.randn(3, 4, 4), "lengths": lengths}
+
+    def fwd(m, i):
+        packed = nn.utils.rnn.pack_padded_sequence(i["x"], i["lengths"], batch_first=True, enforce_sorted=False)
+        out, state = m(packed)
+        y, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=4)
+        if kind == "lstm":
+            return {"y": y, "h_n": state[0], "c_n": state[1]}
+        return {"y": y, "h_n": state}
+    module_fixture(kind + "_lengths", m, inputs, fwd, cfg,
+                   "x: [B=3, T=4, 4] with lengths [4, 2, 3] (I32, unsorted), zero initial state; "
+                   "y: [B, T, 2*5], zero where t >= length; h_n/c_n: [layers*2, B, 5] at each sequence's end")
+
+
 def mha(variant):
     torch.manual_seed(6 if variant == "mha" else 7)
     cfg = {"embed_dim": 8, "num_heads": 2, "batch_first": True, "dropout": 0.0, "bias": True}
@@ -395,6 +418,8 @@ def main():
     layer_norm()
     rnn("gru")
     rnn("lstm")
+    rnn_lengths("gru")
+    rnn_lengths("lstm")
     mha("mha")
     mha("mha_kvdim")
     for nf in (False, True):

@@ -27,6 +27,8 @@ struct CmudictArgs {
   bool strict = false;
   bool json = false;
   std::string out_dir;
+  int64_t n_test = 12000;
+  int64_t n_dev = 3000;
 };
 
 int run_cmudict(const CmudictArgs& a) {
@@ -34,7 +36,7 @@ int run_cmudict(const CmudictArgs& a) {
   o.keep_stress = a.keep_stress;
   o.strict = a.strict;
   data::Cmudict d = data::Cmudict::read(a.path, o);
-  data::CmudictSplit s = data::split_words(d);
+  data::CmudictSplit s = data::split_words(d, a.n_test, a.n_dev);
   auto prons = [&](const std::vector<std::string>& ws) {
     int64_t n = 0;
     for (const auto& w : ws) n += static_cast<int64_t>(d.entry(w).pronunciations.size());
@@ -94,6 +96,10 @@ ATTN_SUBCOMMAND("cmudict", "Read CMUdict (dict.txt or .tsv): filtering counts an
                   app.add_flag("--keep-stress", a->keep_stress, "Keep stress digits on phonemes");
                   app.add_flag("--strict", a->strict, "Fail on the first malformed line");
                   app.add_flag("--json", a->json, "Print the counts as JSON");
+                  app.add_option("--test-words", a->n_test, "Words in the test split (first by SHA-1)")
+                      ->check(CLI::NonNegativeNumber);
+                  app.add_option("--dev-words", a->n_dev, "Words in the dev split (next by SHA-1)")
+                      ->check(CLI::NonNegativeNumber);
                   app.add_option("--out-dir", a->out_dir,
                                  "Write test.txt, dev.txt, train.txt (one word a line), lexicon.tsv (filtered word<TAB>phonemes, file order) and the vocabularies here");
                   return [a] { return run_cmudict(*a); };

@@ -3,6 +3,7 @@
 // results back to the caller's rank.
 #include "attn/attention/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -82,16 +83,42 @@ Tensor to_4d(Tensor t) {
   return t;
 }
 
+// The first element of a float tensor (f32 or bf16, any strides) that is NaN or infinite
+// (-inf allowed when allow_neg_inf): its row-major position (-1 if none) and value. Reads in
+// place, without copying the tensor.
+struct NonFinite {
+  int64_t pos = -1;
+  float value = 0;
+};
+
+NonFinite first_non_finite(const Tensor& t, bool allow_neg_inf) {
+  const Tensor t4 = to_4d(t);  // every tensor checked here has rank <= 4
+  const Shape& n = t4.shape();
+  const Shape& st = t4.strides();
+  const bool is_bf16 = t4.dtype() == DType::bf16;
+  const void* base = t4.raw_data();
+  int64_t pos = 0;
+  for (int64_t a = 0; a < n[0]; ++a)
+    for (int64_t b = 0; b < n[1]; ++b)
+      for (int64_t c = 0; c < n[2]; ++c)
+        for (int64_t d = 0; d < n[3]; ++d, ++pos) {
+          const int64_t off = a * st[0] + b * st[1] + c * st[2] + d * st[3];
+          const float x = is_bf16 ? bf16_to_f32(static_cast<const bf16*>(base)[off])
+                                  : static_cast<const float*>(base)[off];
+          if (!std::isfinite(x) && !(allow_neg_inf && x == -std::numeric_limits<float>::infinity()))
+            return {pos, x};
+        }
+  return {};
+}
+
 // NaN / Inf check for check_finite (allow_neg_inf: for the bias, where -inf hides a key).
 void check_finite_values(const char* op, const char* name, const Tensor& t, bool allow_neg_inf) {
-  const std::vector<float> vals = t.to_vector();
-  for (size_t n = 0; n < vals.size(); ++n) {
-    const float x = vals[n];
-    if (std::isfinite(x) || (allow_neg_inf && x == -std::numeric_limits<float>::infinity())) continue;
-    fail(op, ": ", name, " holds ", std::isnan(x) ? "NaN" : (x > 0 ? "+inf" : "-inf"), " at ",
-         index_str(t.shape(), static_cast<int64_t>(n)), " (shape ", shape_str(t.shape()), ")",
-         allow_neg_inf ? "; bias values must be finite or -inf" : " and check_finite is set");
-  }
+  const NonFinite bad = first_non_finite(t, allow_neg_inf);
+  if (bad.pos < 0) return;
+  const float x = bad.value;
+  fail(op, ": ", name, " holds ", std::isnan(x) ? "NaN" : (x > 0 ? "+inf" : "-inf"), " at ",
+       index_str(t.shape(), bad.pos), " (shape ", shape_str(t.shape()), ")",
+       allow_neg_inf ? "; bias values must be finite or -inf" : " and check_finite is set");
 }
 
 // Everything attention_forward / attention_backward need after validation.
@@ -109,6 +136,9 @@ void set_strides(int64_t* dst, const Tensor& t4) {
   for (int d = 0; d < 3; ++d) dst[d] = t4.stride(d);
 }
 
+// Bound on |query_offset| so that i + query_offset never overflows.
+constexpr int64_t kMaxOffset = int64_t{1} << 62;
+
 void check_options(const char* op, const AttentionOptions& o) {
   const ScoreFn fn = o.score;
   ATTN_CHECK(fn == ScoreFn::dot || fn == ScoreFn::scaled_dot || fn == ScoreFn::cosine ||
@@ -123,6 +153,8 @@ void check_options(const char* op, const AttentionOptions& o) {
              o.temperature, " must be positive and finite");
   ATTN_CHECK(o.dropout >= 0 && o.dropout < 1, op, ": dropout = ", o.dropout,
              " is out of range [0, 1)");
+  ATTN_CHECK(o.query_offset >= -kMaxOffset && o.query_offset <= kMaxOffset, op, ": query_offset = ",
+             o.query_offset, " is out of range [-2^62, 2^62]");
   if (o.window) {
     ATTN_CHECK(o.window->left >= 0, op, ": window left = ", o.window->left, " must be >= 0");
     ATTN_CHECK(o.window->right >= 0, op, ": window right = ", o.window->right, " must be >= 0");
@@ -238,9 +270,11 @@ Prepared prepare(const char* op, const Tensor& q_in, const Tensor& k_in, const T
   p.causal = o.causal;
   p.query_offset = o.query_offset;
   if (o.window) {
+    // Sides beyond the keys change nothing; clamping them keeps p_i - left and p_i + right
+    // in range for kernels (a caller may pass INT64_MAX for "unbounded").
     p.has_window = true;
-    p.window_left = o.window->left;
-    p.window_right = o.window->right;
+    p.window_left = std::min(o.window->left, std::max<int64_t>(0, p.Nq - 1 + o.query_offset));
+    p.window_right = std::min(o.window->right, std::max<int64_t>(0, p.Nk - 1 - o.query_offset));
   }
   if (ex.key_lengths.defined()) {
     const Tensor& kl = ex.key_lengths;

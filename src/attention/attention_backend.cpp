@@ -1,21 +1,92 @@
 #include "attention/attention_backend.h"
 
+#include <vector>
+
 #include "attn/core/error.h"
+#include "attn/kernels/cpu/additive_attention.h"
+#include "attn/kernels/cpu/flash_attention.h"
+#include "attn/kernels/cpu/flash_attention_backward.h"
 
 namespace attn::detail {
 
-// Fused CPU kernels plug in here: `automatic` should take the fused kernel when it supports
-// the problem (score function, masks, dropout, weights) and fall back to the reference.
+namespace {
+
+// The fused forward kernels: flash (kernels/cpu/flash_attention.h) for dot, scaled_dot,
+// cosine and general with every mask, dropout and GQA, weights recomputed from its lse; the
+// blocked additive kernel when no weights are asked. Returns false when neither applies.
+bool fused_forward(const kernels::AttentionProblem& p, const ref::ScoreParams& s, const float* q,
+                   const float* k, const float* v, float* out, float* lse, float* weights) {
+  if (s.fn == ScoreFn::additive) {
+    if (weights != nullptr) return false;
+    cpu::additive_attention_forward(p, {s.wq, s.wk, s.va, s.A}, q, k, v, out, lse);
+    return true;
+  }
+  if (s.fn == ScoreFn::general && s.w == nullptr) return false;
+  if (s.fn != ScoreFn::general && p.Dk != p.D) return false;
+  std::vector<float> lse_buf;
+  if (!lse && weights) {
+    lse_buf.resize(static_cast<size_t>(p.B * p.Hq * p.Nq));
+    lse = lse_buf.data();
+  }
+  if (s.fn == ScoreFn::general) {  // q' = q W, then the dot kernel on q'
+    kernels::AttentionProblem pp = p;
+    std::vector<float> qp(static_cast<size_t>(p.B * p.Hq * p.Nq * p.Dk));
+    cpu::project_queries(p, q, s.w, qp.data());
+    pp.D = p.Dk;
+    pp.q_stride[0] = p.Hq * p.Nq * p.Dk;
+    pp.q_stride[1] = p.Nq * p.Dk;
+    pp.q_stride[2] = p.Dk;
+    cpu::flash_attention_forward(pp, qp.data(), k, v, out, lse);
+    if (weights) cpu::attention_weights_from_lse(pp, qp.data(), k, lse, 0, p.Nq, weights);
+    return true;
+  }
+  kernels::AttentionProblem pc = p;
+  cpu::FlashScore score = cpu::FlashScore::dot;
+  if (s.fn == ScoreFn::cosine) {
+    score = cpu::FlashScore::cosine;
+    pc.scale = 1.0 / s.temperature;
+  }
+  cpu::flash_attention_forward(pc, q, k, v, out, lse, score);
+  if (weights) cpu::attention_weights_from_lse(pc, q, k, lse, 0, p.Nq, weights, score);
+  return true;
+}
+
+// The fused backward kernels: dot / scaled_dot (flash) and additive; cosine and general stay
+// on the reference. Returns false when neither applies.
+bool fused_backward(const kernels::AttentionProblem& p, const ref::ScoreParams& s, const float* q,
+                    const float* k, const float* v, const float* out, const float* lse,
+                    const float* dout, float* dq, float* dk, float* dv, float* dwq, float* dwk,
+                    float* dva, float* dbias) {
+  if ((s.fn == ScoreFn::dot || s.fn == ScoreFn::scaled_dot) && cpu::flash_attention_backward_supports(p)) {
+    cpu::flash_attention_backward(p, q, k, v, out, lse, dout, dq, dk, dv, dbias);
+    return true;
+  }
+  if (s.fn == ScoreFn::additive && dwq && dwk && dva) {
+    cpu::additive_attention_backward(p, {s.wq, s.wk, s.va, s.A}, q, k, v, out, lse, dout, dq, dk,
+                                     dv, dwq, dwk, dva, dbias);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// Fused CPU kernels plug in here: `automatic` takes the fused kernel when it supports the
+// problem and falls back to the reference; `fused` insists.
 void run_forward(const kernels::AttentionProblem& p, const ref::ScoreParams& s, const float* q,
                  const float* k, const float* v, float* out, float* lse, float* weights,
                  AttentionBackend backend) {
   switch (backend) {
     case AttentionBackend::automatic:
+      if (fused_forward(p, s, q, k, v, out, lse, weights)) return;
+      [[fallthrough]];
     case AttentionBackend::reference:
       ref::attention_forward(p, s, q, k, v, out, lse, weights);
       return;
     case AttentionBackend::fused:
-      fail("attention: the fused backend is not built yet; use backend automatic or reference");
+      if (fused_forward(p, s, q, k, v, out, lse, weights)) return;
+      fail("attention: the fused backend does not support score '", score_fn_name(s.fn),
+           "' with these options; use backend automatic or reference");
   }
 }
 
@@ -27,12 +98,16 @@ void run_backward(const kernels::AttentionProblem& p, const ref::ScoreParams& s,
                   AttentionBackend backend) {
   switch (backend) {
     case AttentionBackend::automatic:
+      if (fused_backward(p, s, q, k, v, out, lse, dout, dq, dk, dv, dwq, dwk, dva, dbias)) return;
+      [[fallthrough]];
     case AttentionBackend::reference:
       ref::attention_backward(p, s, q, k, v, out, lse, dout, dq, dk, dv, dw, dwq, dwk, dva, dbias,
                               dtemperature);
       return;
     case AttentionBackend::fused:
-      fail("attention: the fused backend is not built yet; use backend automatic or reference");
+      if (fused_backward(p, s, q, k, v, out, lse, dout, dq, dk, dv, dwq, dwk, dva, dbias)) return;
+      fail("attention backward: the fused backend supports the dot, scaled_dot and additive "
+           "scores; got ", score_fn_name(s.fn), "; use backend automatic or reference");
   }
 }
 

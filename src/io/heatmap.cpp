@@ -46,7 +46,8 @@ enum class Anchor { start, middle, end };
 struct Box {
   int x, y, w, h;
   Rgb fill;
-  std::string tooltip;  // SVG only
+  int64_t row = -1, col = -1;  // a cell's position (for the SVG tooltip), -1 otherwise
+  float value = 0;
 };
 struct Label {
   int x, y;  // anchor point; y (horizontal) or x (vertical) is the text's centre line
@@ -59,7 +60,7 @@ struct Scene {
   std::vector<Box> boxes;
   std::vector<Box> frames;  // 1-pixel outlines just outside the box
   std::vector<Label> labels;
-  Box bar{0, 0, 0, 0, {}, {}};  // colour bar (w = 0: none)
+  Box bar{0, 0, 0, 0, {}};  // colour bar (w = 0: none)
 };
 
 std::string format_value(float v) {
@@ -262,16 +263,14 @@ Scene make_scene(const Panels& p, const std::vector<std::string>& rows,
       for (int64_t j = 0; j < p.n_in; ++j) {
         float w = v[static_cast<size_t>(i * p.n_in + j)];
         sc.boxes.push_back({gx + static_cast<int>(j) * L.cell, gy + static_cast<int>(i) * L.cell, L.cell,
-                            L.cell, viridis(w / p.vmax),
-                            rows[static_cast<size_t>(i)] + " <- " + cols[static_cast<size_t>(j)] + ": " +
-                                format_value(w)});
+                            L.cell, viridis(w / p.vmax), i, j, w});
       }
     }
-    sc.frames.push_back({gx, gy, gw, gh, kFrame, {}});
+    sc.frames.push_back({gx, gy, gw, gh, kFrame});
   }
   if (o.legend) {
-    sc.bar = {L.bar_x, L.bar_y, L.bar_w, L.bar_h, {}, {}};
-    sc.frames.push_back({L.bar_x, L.bar_y, L.bar_w, L.bar_h, kFrame, {}});
+    sc.bar = {L.bar_x, L.bar_y, L.bar_w, L.bar_h, {}};
+    sc.frames.push_back({L.bar_x, L.bar_y, L.bar_w, L.bar_h, kFrame});
     const int tx = L.bar_x + L.bar_w + L.pad;
     sc.labels.push_back({tx, L.bar_y, format_value(p.vmax), Anchor::start, false});
     sc.labels.push_back({tx, L.bar_y + L.bar_h / 2, format_value(p.vmax / 2), Anchor::start, false});
@@ -380,7 +379,8 @@ std::string hex(Rgb c) {
   return b;
 }
 
-std::string encode_svg(const Scene& sc) {
+std::string encode_svg(const Scene& sc, const std::vector<std::string>& rows,
+                       const std::vector<std::string>& cols) {
   const int s = sc.scale;
   std::string o;
   o += "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
@@ -405,7 +405,10 @@ std::string encode_svg(const Scene& sc) {
   for (const auto& b : sc.boxes) {
     o += "<rect x=\"" + std::to_string(b.x) + "\" y=\"" + std::to_string(b.y) + "\" width=\"" +
          std::to_string(b.w) + "\" height=\"" + std::to_string(b.h) + "\" fill=\"" + hex(b.fill) +
-         "\"><title>" + xml_escape(b.tooltip) + "</title></rect>\n";
+         "\"><title>" +
+         xml_escape(rows[static_cast<size_t>(b.row)] + " <- " + cols[static_cast<size_t>(b.col)] + ": " +
+                    format_value(b.value)) +
+         "</title></rect>\n";
   }
   if (sc.bar.w > 0) {
     o += "<rect x=\"" + std::to_string(sc.bar.x) + "\" y=\"" + std::to_string(sc.bar.y) + "\" width=\"" +
@@ -438,10 +441,10 @@ void write_any(const char* op, const std::string& path, const Tensor& weights,
   Panels p = read_panels(op, weights, grid, o);
   check_labels(op, weights.shape(), rows, cols);
   Scene sc = make_scene(p, rows, cols, o);
-  ATTN_CHECK(static_cast<int64_t>(sc.width) * sc.height <= (int64_t{1} << 28), op, ": a ", sc.width,
+  ATTN_CHECK(static_cast<int64_t>(sc.width) * sc.height <= (int64_t{1} << 26), op, ": a ", sc.width,
              " x ", sc.height, " picture is too large; use a smaller cell or font_scale");
   try {
-    write_file_atomic(path, png ? encode_png(sc, path) : encode_svg(sc));
+    write_file_atomic(path, png ? encode_png(sc, path) : encode_svg(sc, rows, cols));
   } catch (const Error& e) {
     std::string msg = e.what();
     if (msg.find(path) == std::string::npos) fail(op, ": ", path, ": ", msg);

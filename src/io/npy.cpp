@@ -482,8 +482,14 @@ Tensor read_npy(const std::string& path, NpyInfo* info) {
 
 void encode_npy(const Tensor& t, const std::function<void(const void*, size_t)>& append) {
   ATTN_CHECK(t.defined(), "encode_npy: tensor is undefined");
+  // bf16 has no numpy dtype: widen to f32 (exact). f64 (double-precision checks) stays f64.
   const Tensor c = t.dtype() == DType::bf16 ? t.to(DType::f32) : t.contiguous();
-  const char* descr = c.dtype() == DType::i32 ? "<i4" : "<f4";
+  const char* descr = "<f4";
+  switch (c.dtype()) {
+    case DType::f32: case DType::bf16: descr = "<f4"; break;
+    case DType::i32: descr = "<i4"; break;
+    case DType::f64: descr = "<f8"; break;
+  }
   std::string dict = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': " +
                      shape_tuple(c.shape()) + ", }";
   // Pad with spaces so that preamble + header is a multiple of 64 (numpy's ARRAY_ALIGN) and

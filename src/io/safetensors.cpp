@@ -52,7 +52,7 @@ const char* file_dtype_name(DType t) {
     case DType::f32: return "F32";
     case DType::bf16: return "BF16";
     case DType::i32: return "I32";
-    case DType::f64: return "F64";
+    case DType::f64: return "F64";  // f64 exists for gradient checks (autograd)
   }
   return "?";
 }
@@ -206,21 +206,22 @@ Entry parse_entry(const std::string& source, const std::string& name, const json
   if (!out.dtype) {
     const std::string s = dt.get<std::string>();
     if (s.rfind("F8_", 0) == 0)
-      fail(ctx, ": dtype ", s, " is not supported (supported: F32 BF16 I32 F64 F16 I64 I32 I16 I8 U8 U16 U32 U64 BOOL)");
+      fail(ctx, ": dtype ", s, " is not supported (supported: F32 BF16 I32 F64 F16 I64 I16 I8 U8 U16 U32 U64 BOOL)");
     fail(ctx, ": unknown dtype '", s, "' (supported: F32 BF16 I32 F64 F16 I64 I16 I8 U8 U16 U32 U64 BOOL)");
   }
 
   const json& sh = e["shape"];
   if (!sh.is_array()) fail(ctx, ": shape must be an array, got ", sh.dump());
-  // numel * size is compared against the buffer later; cap the product here so it cannot
-  // overflow (any real tensor is far below 2^62 bytes).
+  // numel * dtype size is compared with the offsets below; cap numel at 2^56 so that the
+  // product cannot overflow (no real tensor comes near 2^56 elements).
+  constexpr uint64_t kMaxNumel = uint64_t{1} << 56;
   uint64_t numel = 1;
   bool huge = false;
   for (const json& d : sh) {
     uint64_t v = as_u64(d, ctx + ": shape entry");
-    if (v > (uint64_t{1} << 62)) fail(ctx, ": shape entry ", v, " is too large");
+    if (v > kMaxNumel) fail(ctx, ": shape entry ", v, " is too large");
     out.shape.push_back(static_cast<int64_t>(v));
-    if (v != 0 && numel > (uint64_t{1} << 62) / v) huge = true;
+    if (v != 0 && numel > kMaxNumel / v) huge = true;
     else numel *= v;
   }
   const json& off = e["data_offsets"];
@@ -401,6 +402,7 @@ Safetensors parse_safetensors(const void* data, size_t bytes, const std::string&
       out.metadata = parse_metadata(it.value(), source);
       continue;
     }
+    if (it.key().empty()) fail(where(source), "a tensor has an empty name");
     Entry e = parse_entry(source, it.key(), it.value());
     if (e.end > buf_bytes)
       fail(where(source), "tensor '", e.name, "': data_offsets [", e.begin, ", ", e.end,

@@ -36,6 +36,8 @@ void Adam::update(size_t, float* p, const float* grad, int64_t n, int64_t t, std
   const float eps = static_cast<float>(opt_.eps);
   const float wd = static_cast<float>(opt_.weight_decay);
   const float decay = static_cast<float>(1.0 - lr_ * opt_.weight_decay);
+  // Element-wise, so threads do not change the result.
+#pragma omp parallel for schedule(static) if (n >= 65536)
   for (int64_t j = 0; j < n; ++j) {
     float g = grad[j];
     if (decoupled_) p[j] *= decay;

@@ -33,6 +33,8 @@ void Sgd::update(size_t, float* p, const float* grad, int64_t n, int64_t param_s
   const float damp = static_cast<float>(1.0 - opt_.dampening);
   const float lr = static_cast<float>(lr_);
   float* buf = opt_.momentum != 0 ? state[0] : nullptr;
+  // Element-wise, so threads do not change the result.
+#pragma omp parallel for schedule(static) if (n >= 65536)
   for (int64_t j = 0; j < n; ++j) {
     float d = grad[j];
     if (wd != 0) d += wd * p[j];

@@ -69,12 +69,15 @@ inline DirectResult direct_attention(const DirectInputs& in) {
       for (int64_t i = 0; i < in.Nq; ++i) {
         auto Q = [&](int64_t d) { return in.q[((b * in.Hq + h) * in.Nq + i) * in.D + d]; };
         std::vector<double> s(in.Nk, -kInf);
+        std::vector<double> qw(in.fn == ScoreFn::general ? in.Dk : 0, 0.0);  // qᵀ W
+        for (int64_t c = 0; c < static_cast<int64_t>(qw.size()); ++c)
+          for (int64_t a = 0; a < in.D; ++a) qw[c] += Q(a) * in.w[a * in.Dk + c];
         for (int64_t j = 0; j < in.Nk; ++j) {
           auto K = [&](int64_t d) { return in.k[((b * in.Hkv + hk) * in.Nk + j) * in.Dk + d]; };
           const int64_t pos = i + in.offset;
           bool vis = true;
           if (in.causal && j > pos) vis = false;
-          if (in.window && (j < pos - in.left || j > pos + in.right)) vis = false;
+          if (in.window && (pos - j > in.left || j - pos > in.right)) vis = false;  // no overflow
           if (!in.key_lengths.empty() && j >= in.key_lengths[b]) vis = false;
           if (!vis) continue;
           double sc = 0;
@@ -90,8 +93,7 @@ inline DirectResult direct_attention(const DirectInputs& in) {
             }
             sc = (qq > 0 && kk > 0) ? qk / std::sqrt(qq * kk) / in.temperature : 0.0;
           } else if (in.fn == ScoreFn::general) {
-            for (int64_t a = 0; a < in.D; ++a)
-              for (int64_t c = 0; c < in.Dk; ++c) sc += Q(a) * in.w[a * in.Dk + c] * K(c);
+            for (int64_t c = 0; c < in.Dk; ++c) sc += qw[c] * K(c);  // (qᵀ W) k
           } else {
             for (int64_t a = 0; a < in.A; ++a) {
               double u = 0;

@@ -189,6 +189,13 @@ TEST(AttentionValidation, Bias) {
   expect_forward_error(c, {"bias holds +inf at [1, 0, 2, 3]"});
   c.ex.bias.set({1, 0, 2, 3}, -kInfF);  // -inf is a mask
   EXPECT_NO_THROW(c.forward());
+  // A transposed (strided) bias is scanned in place; the index is that of the view.
+  c.ex.bias = random_tensor({2, 1, 7, 5}, 8).transpose(2, 3);
+  ASSERT_FALSE(c.ex.bias.is_contiguous());
+  c.ex.bias.set({1, 0, 4, 6}, kNaN);
+  expect_forward_error(c, {"bias holds NaN at [1, 0, 4, 6]"});
+  c.ex.bias = c.ex.bias.to(DType::bf16);
+  expect_forward_error(c, {"bias holds NaN at [1, 0, 4, 6]"});
 }
 
 TEST(AttentionValidation, Options) {
@@ -206,6 +213,8 @@ TEST(AttentionValidation, Options) {
     expect_forward_error(with([&](AttentionOptions& o) { o.scale = s; }), {"scale", "finite"});
   expect_forward_error(with([](AttentionOptions& o) { o.score = ScoreFn::dot, o.scale = 0.5; }),
                        {"scale = 0.5 is set but score is dot", "scaled_dot only"});
+  expect_forward_error(with([](AttentionOptions& o) { o.query_offset = std::numeric_limits<int64_t>::min(); }),
+                       {"query_offset", "out of range"});
   expect_forward_error(with([](AttentionOptions& o) { o.window = Window{-1, 0}; }), {"window left = -1"});
   expect_forward_error(with([](AttentionOptions& o) { o.window = Window{0, -2}; }), {"window right = -2"});
   expect_forward_error(with([](AttentionOptions& o) { o.score = static_cast<ScoreFn>(9); }),
@@ -220,6 +229,11 @@ TEST(AttentionValidation, CheckFiniteNamesTheTensor) {
   EXPECT_NO_THROW(c.forward());  // not checked unless asked
   c.opts.check_finite = true;
   expect_forward_error(c, {"q holds NaN at [1, 2, 3, 4]", "check_finite"});
+  c = Call();
+  c.opts.check_finite = true;
+  c.q = c.q.transpose(1, 2).contiguous().transpose(1, 2);
+  c.q.set({1, 3, 4, 15}, kNaN);
+  expect_forward_error(c, {"q holds NaN at [1, 3, 4, 15]"});
   c = Call();
   c.opts.check_finite = true;
   c.v.set({0, 1, 6, 15}, -kInfF);

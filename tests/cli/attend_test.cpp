@@ -62,8 +62,18 @@ class AttendCli : public ::testing::Test {
   Tensor input(const std::string& name, const Shape& shape, double stddev = 1.0) {
     Tensor t = Tensor::empty(shape);
     for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = static_cast<float>(rng_.normal() * stddev);
-    io::write_npy(path(name), t);
+    save(name, t);
     return t;
+  }
+
+  // Test inputs are written plainly (no fsync: the atomic writer is tested in test_io).
+  void save(const std::string& name, const Tensor& t) const {
+    std::ofstream f(path(name), std::ios::binary);
+    io::encode_npy(t, [&](const void* p, size_t n) { f.write(static_cast<const char*>(p), static_cast<std::streamsize>(n)); });
+  }
+  void save_bytes(const std::string& name, const std::string& bytes) const {
+    std::ofstream f(path(name), std::ios::binary);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   }
 
   std::vector<std::string> files() const {
@@ -146,12 +156,12 @@ class AttendMatchesLibrary : public AttendCli, public ::testing::WithParamInterf
     if (c.with_bias) {
       ex.bias = input("bias.npy", {1, Hq, Nq, Nk});
       ex.bias.set({0, 1, 2, 3}, -INFINITY);
-      io::write_npy(path("bias.npy"), ex.bias);
+      save("bias.npy", ex.bias);
       args.insert(args.end(), {"--bias", path("bias.npy"), "--dbias", path("dbias.npy")});
     }
     if (!c.key_lengths.empty()) {
       ex.key_lengths = Tensor::from_vector_i32(c.key_lengths, {B});
-      io::write_npy(path("kl.npy"), ex.key_lengths);
+      save("kl.npy", ex.key_lengths);
       args.insert(args.end(), {"--key-lengths", path("kl.npy")});
     }
     args.insert(args.end(), c.flags.begin(), c.flags.end());
@@ -254,14 +264,14 @@ TEST_F(AttendCli, KeyLengthsMayBeInt64AndInputsFloat64) {
       double d = x;
       bytes.append(reinterpret_cast<const char*>(&d), 8);
     }
-    io::write_file_atomic(path(name), bytes);
+    save_bytes(name, bytes);
   };
   write_f64("q64.npy", q);
   std::string kl = "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }";
   kl += std::string(64 - (10 + kl.size() + 1) % 64, ' ') + "\n";
   std::string kl_bytes = std::string("\x93NUMPY\x01\x00", 8) + static_cast<char>(kl.size()) + '\0' + kl;
   for (int64_t x : {int64_t{3}, int64_t{5}}) kl_bytes.append(reinterpret_cast<const char*>(&x), 8);
-  io::write_file_atomic(path("kl64.npy"), kl_bytes);
+  save_bytes("kl64.npy", kl_bytes);
 
   RunResult r = run({"attend", "--threads", "1", "--backend", "reference", "--verbose", "--q", path("q64.npy"),
                      "--k", path("k.npy"), "--v", path("v.npy"), "--key-lengths", path("kl64.npy"), "--out",
@@ -303,84 +313,98 @@ TEST_F(AttendCli, GenerateIsSeededAndChecksAgainstTheReference) {
 
 // ---- bad input: exit 2, one line on stderr naming the problem, no output file ----
 
-TEST_F(AttendCli, BadInputFailsWithOneLineAndWritesNothing) {
+struct BadCase {
+  std::string name;
+  std::vector<std::string> args;  // after "attend"; "@/" stands for the temp dir
+  bool with_inputs;               // prepend --q/--k/--v and every forward output flag
+  std::string expect;             // part of the one stderr line
+};
+
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
+
+class AttendRejects : public AttendCli, public ::testing::WithParamInterface<BadCase> {};
+
+TEST_P(AttendRejects, WithOneLineExitTwoAndNoOutputFile) {
+  const BadCase& c = GetParam();
   input("q.npy", {1, 2, 3, 4});
   input("k.npy", {1, 2, 5, 4});
   input("v.npy", {1, 2, 5, 4});
-  input("k_bad.npy", {1, 2, 5, 3});  // head dim differs from q
+  input("k_bad.npy", {1, 2, 5, 3});   // head dim differs from q
   input("do_bad.npy", {1, 2, 3, 7});  // dout of the wrong shape
   input("kl_float.npy", {1});
   const std::string q_bytes = io::read_file(path("q.npy"));
-  io::write_file_atomic(path("trunc.npy"), q_bytes.substr(0, q_bytes.size() - 4));
+  save_bytes("trunc.npy", q_bytes.substr(0, q_bytes.size() - 4));
   const std::vector<std::string> before = files();
-  const std::vector<std::string> qkv = {"--q", path("q.npy"), "--k", path("k.npy"), "--v", path("v.npy")};
-  // Every output flag, so that any file left behind would show.
-  const std::vector<std::string> outs = {"--out", path("o.npy"), "--lse", path("l.npy"), "--weights", path("w.npy")};
 
-  struct Bad {
-    std::vector<std::string> args;
-    std::string expect;  // part of the one stderr line
-  };
-  auto with = [&](std::vector<std::string> extra, bool add_qkv = true) {
-    std::vector<std::string> a = {"attend"};
-    if (add_qkv) a.insert(a.end(), qkv.begin(), qkv.end());
-    a.insert(a.end(), outs.begin(), outs.end());
-    a.insert(a.end(), extra.begin(), extra.end());
-    return a;
-  };
-  const std::vector<Bad> cases = {
-      {with({}, false), "no input: give --q, --k and --v"},
-      {with({"--q", path("q.npy"), "--v", path("v.npy")}, false), "--k is missing"},
-      {with({"--generate", "1,2,2,3,5,4"}), "--generate makes q, k and v"},
-      {with({"--generate", "1,2,2,3,5"}, false), "--generate 1,2,2,3,5: expected 6"},
-      {with({"--generate", "1,2,x,3,5,4"}, false), "'x' is not an integer"},
-      {with({"--generate", "1,2,2,0,5,4"}, false), "every size must be >= 1"},
-      {with({"--dq", path("dq.npy")}), "--dq needs --grad-out"},
-      {with({"--grad-out", path("do_bad.npy")}), "--grad-out without a gradient output"},
-      {with({"--query-offset", "2"}), "--query-offset applies only with --causal or --window"},
-      {with({"--wq", path("q.npy")}), "--wq applies only to --score additive"},
-      {with({"--w", path("q.npy")}), "--w applies only to --score general"},
-      {with({"--score", "general"}), "--score general needs --w"},
-      {with({"--score", "additive", "--wq", path("q.npy")}), "--wk is missing"},
-      {with({"--scale", "2", "--score", "cosine"}), "--scale applies only to --score scaled_dot"},
-      {with({"--temperature", "2"}), "--temperature applies only to --score cosine"},
-      {with({"--seed", "3"}), "--seed applies only with --dropout or --generate"},
-      {with({"--tolerance", "1"}), "--tolerance applies only with --check"},
-      {with({"--dbias", path("db.npy"), "--grad-out", path("do_bad.npy")}), "--dbias needs --bias"},
-      {with({"--dw", path("dw.npy"), "--grad-out", path("do_bad.npy")}), "--dw applies only to --score general"},
-      {with({"--score", "bogus"}), "bogus"},
-      {with({"--backend", "gpu"}), "--backend gpu: unknown backend"},
-      {with({"--window", "3"}), "--window 3: expected 2"},
-      {with({"--window", "-1,2"}), "L and R must be >= 0"},
-      {with({"--dropout", "abc"}), "--dropout"},
-      {with({"--no-such-flag"}), "--no-such-flag"},
-      {with({"--dq", path("o.npy"), "--grad-out", path("do_bad.npy")}), "the same file is given for two outputs"},
-      {with({"--dq", path("q.npy"), "--grad-out", path("do_bad.npy")}), "would overwrite an input file"},
-      // File problems name the file.
-      {with({"--q", path("nope.npy"), "--k", path("k.npy"), "--v", path("v.npy")}, false), "nope.npy"},
-      {with({"--q", path("trunc.npy"), "--k", path("k.npy"), "--v", path("v.npy")}, false), "trunc.npy: truncated"},
-      {with({"--key-lengths", path("kl_float.npy")}), "kl_float.npy: holds float32"},
-      // Library errors: shapes, dropout range, and a backward failing after the forward ran.
-      {with({"--q", path("q.npy"), "--k", path("k_bad.npy"), "--v", path("v.npy")}, false), "[1, 2, 5, 3]"},
-      {with({"--dropout", "1.5"}), "dropout"},
-      {with({"--grad-out", path("do_bad.npy"), "--dq", path("dq.npy")}), "[1, 2, 3, 7]"},
-      // The second output cannot be written: the first must not appear either.
-      {{"attend", "--q", path("q.npy"), "--k", path("k.npy"), "--v", path("v.npy"), "--out", path("o.npy"), "--lse",
-        path("no_dir/l.npy")},
-       "no_dir/l.npy"},
-  };
-  for (const Bad& c : cases) {
-    std::string cmd;
-    for (const auto& a : c.args) cmd += a + " ";
-    SCOPED_TRACE(cmd);
-    RunResult r = run(c.args);
-    EXPECT_EQ(r.status, 2) << r.err;
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    EXPECT_EQ(r.err.rfind("attn attend: error: ", 0), 0u) << r.err;
-    EXPECT_TRUE(contains(r.err, c.expect)) << "expected '" << c.expect << "' in: " << r.err;
-    EXPECT_EQ(files(), before) << "an output file was left behind";
+  std::vector<std::string> args = {"attend"};
+  if (c.with_inputs)  // every forward output, so that any file left behind would show
+    args.insert(args.end(), {"--q", "@/q.npy", "--k", "@/k.npy", "--v", "@/v.npy", "--out", "@/o.npy", "--lse",
+                             "@/l.npy", "--weights", "@/w.npy"});
+  args.insert(args.end(), c.args.begin(), c.args.end());
+  std::string cmd;
+  for (auto& a : args) {
+    if (a.rfind("@/", 0) == 0) a = dir_ + a.substr(1);
+    cmd += a + " ";
   }
+  SCOPED_TRACE(cmd);
+  RunResult r = run(args);
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(r.err.rfind("attn attend: error: ", 0), 0u) << r.err;
+  EXPECT_TRUE(contains(r.err, c.expect)) << "expected '" << c.expect << "' in: " << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(files(), before) << "an output file was left behind";
 }
+
+const BadCase kBadCases[] = {
+    // Flag combinations.
+    {"no_input", {}, false, "no input: give --q, --k and --v"},
+    {"k_missing", {"--q", "@/q.npy", "--v", "@/v.npy", "--out", "@/o.npy"}, false, "--k is missing"},
+    {"generate_and_files", {"--generate", "1,2,2,3,5,4"}, true, "--generate makes q, k and v"},
+    {"generate_five_sizes", {"--generate", "1,2,2,3,5", "--out", "@/o.npy"}, false, "--generate 1,2,2,3,5: expected 6"},
+    {"generate_not_integer", {"--generate", "1,2,x,3,5,4", "--out", "@/o.npy"}, false, "'x' is not an integer"},
+    {"generate_zero", {"--generate", "1,2,2,0,5,4", "--out", "@/o.npy"}, false, "every size must be >= 1"},
+    {"dq_without_grad_out", {"--dq", "@/dq.npy"}, true, "--dq needs --grad-out"},
+    {"grad_out_alone", {"--grad-out", "@/do_bad.npy"}, true, "--grad-out without a gradient output"},
+    {"query_offset_alone", {"--query-offset", "2"}, true, "--query-offset applies only with --causal or --window"},
+    {"wq_without_additive", {"--wq", "@/q.npy"}, true, "--wq applies only to --score additive"},
+    {"w_without_general", {"--w", "@/q.npy"}, true, "--w applies only to --score general"},
+    {"general_without_w", {"--score", "general"}, true, "--score general needs --w"},
+    {"additive_without_wk", {"--score", "additive", "--wq", "@/q.npy"}, true, "--wk is missing"},
+    {"scale_with_cosine", {"--scale", "2", "--score", "cosine"}, true, "--scale applies only to --score scaled_dot"},
+    {"temperature_without_cosine", {"--temperature", "2"}, true, "--temperature applies only to --score cosine"},
+    {"seed_alone", {"--seed", "3"}, true, "--seed applies only with --dropout or --generate"},
+    {"tolerance_without_check", {"--tolerance", "1"}, true, "--tolerance applies only with --check"},
+    {"dbias_without_bias", {"--dbias", "@/db.npy", "--grad-out", "@/do_bad.npy"}, true, "--dbias needs --bias"},
+    {"dw_without_general", {"--dw", "@/dw.npy", "--grad-out", "@/do_bad.npy"}, true,
+     "--dw applies only to --score general"},
+    {"unknown_score", {"--score", "bogus"}, true, "bogus"},
+    {"unknown_backend", {"--backend", "gpu"}, true, "--backend gpu: unknown backend"},
+    {"window_one_number", {"--window", "3"}, true, "--window 3: expected 2"},
+    {"window_negative", {"--window", "-1,2"}, true, "L and R must be >= 0"},
+    {"dropout_not_a_number", {"--dropout", "abc"}, true, "--dropout"},
+    {"unknown_flag", {"--no-such-flag"}, true, "--no-such-flag"},
+    {"output_twice", {"--dq", "@/o.npy", "--grad-out", "@/do_bad.npy"}, true, "the same file is given for two outputs"},
+    {"output_overwrites_input", {"--dq", "@/q.npy", "--grad-out", "@/do_bad.npy"}, true,
+     "would overwrite an input file"},
+    // File problems name the file.
+    {"missing_file", {"--q", "@/nope.npy", "--k", "@/k.npy", "--v", "@/v.npy", "--out", "@/o.npy"}, false, "nope.npy"},
+    {"truncated_file", {"--q", "@/trunc.npy", "--k", "@/k.npy", "--v", "@/v.npy", "--out", "@/o.npy"}, false,
+     "trunc.npy: truncated"},
+    {"key_lengths_float", {"--key-lengths", "@/kl_float.npy"}, true, "kl_float.npy: holds float32"},
+    // Library errors: shapes, dropout range, and a backward failing after the forward ran.
+    {"k_head_dim", {"--q", "@/q.npy", "--k", "@/k_bad.npy", "--v", "@/v.npy", "--out", "@/o.npy"}, false,
+     "[1, 2, 5, 3]"},
+    {"dropout_out_of_range", {"--dropout", "1.5"}, true, "dropout"},
+    {"backward_fails_after_forward", {"--grad-out", "@/do_bad.npy", "--dq", "@/dq.npy"}, true, "[1, 2, 3, 7]"},
+    // The second output cannot be written: the first must not appear either.
+    {"second_output_unwritable",
+     {"--q", "@/q.npy", "--k", "@/k.npy", "--v", "@/v.npy", "--out", "@/o.npy", "--lse", "@/no_dir/l.npy"}, false,
+     "no_dir/l.npy"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Cases, AttendRejects, ::testing::ValuesIn(kBadCases),
+                         [](const ::testing::TestParamInfo<BadCase>& info) { return info.param.name; });
 
 TEST_F(AttendCli, HelpListsEveryFlagAndVersionWorks) {
   RunResult r = run({"attend", "--help"});

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <optional>
-#include <regex>
 #include <set>
 
 #include "attn/core/error.h"
@@ -12,7 +11,7 @@ namespace attn::data {
 
 namespace {
 
-// An independent reader of the rendered dates: regexes that know nothing of the format
+// An independent reader of the rendered dates: patterns that know nothing of the format
 // numbers. parse_all() returns every date any pattern reads from the text, so a rendering
 // is unambiguous when exactly one comes back.
 const char* kMonthNames[] = {"january", "february", "march",     "april",   "may",      "june",
@@ -55,70 +54,73 @@ bool valid(int y, int m, int d) {
   return d <= days[m - 1] + (m == 2 && leap ? 1 : 0);
 }
 
-std::set<Date> parse_all(const std::string& text) {
-  using std::regex;
-  const auto I = regex::icase;
-  std::set<Date> out;
-  static const std::regex kRe1(R"((\d{1,2}) ([a-z]+) (\d{4}))", I);
-  static const std::regex kRe2(R"(([a-z]+) (\d{1,2}), (\d{4}))", I);
-  static const std::regex kRe3(R"((\d{2})/(\d{2})/(\d{4}))");
-  static const std::regex kRe4(R"((\d{4})\.(\d{2})\.(\d{2}))");
-  static const std::regex kRe5(R"((\d{2})\.(\d{2})\.(\d{4}))");
-  static const std::regex kRe6(R"((\d{4})(\d{2})(\d{2}))");
-  static const std::regex kRe7(R"((\d{4})-(\d{2})-(\d{2}))");
-  static const std::regex kRe8(R"(([a-z]+), ([a-z]+) (\d{1,2}), (\d{4}))", I);
-  static const std::regex kRe9(R"(([a-z]+), (\d{1,2}) ([a-z]+) (\d{4}))", I);
-  static const std::regex kRe10(R"(([a-z]+) (\d{1,2}) ([a-z]+) (\d{4}))", I);
-  static const std::regex kRe11(R"(([a-z]+) (\d{1,2})([a-z]{2}), (\d{4}))", I);
-  static const std::regex kRe12(R"(the (\d{1,2})([a-z]{2}) of ([a-z]+) (\d{4}))", I);
-  std::smatch m;
-  auto add = [&](int y, int mo, int d, int wd = -1) {
-    if (!valid(y, mo, d)) return;
-    if (wd >= 0 && wd != sakamoto_monday0(y, mo, d)) return;
-    out.insert(Date{y, mo, d});
+// A tiny pattern matcher (std::regex trips a GCC 12 warning under the sanitizers):
+// '1' day in 1-2 digits, '2' day in 2 digits, '3' month in 2 digits, '4' year in 4 digits,
+// '5' month name (full or 3 letters), '6' weekday name (full or 3 letters), '7' a 2-letter
+// ordinal suffix; any other character matches itself, ignoring case.
+struct Fields {
+  int y = 0, m = 0, d = 0, wd = -1;
+  std::string suffix;
+};
+
+bool match(const std::string& pat, const std::string& text, Fields& f) {
+  size_t i = 0;
+  auto digits = [&](size_t lo, size_t hi, int& out) {
+    size_t j = i;
+    while (j < text.size() && j - i < hi && std::isdigit(static_cast<unsigned char>(text[j]))) ++j;
+    if (j - i < lo) return false;
+    out = std::stoi(text.substr(i, j - i));
+    i = j;
+    return true;
   };
-  auto num = [&](int i) { return std::stoi(m[i].str()); };
-  // D Month YYYY, D Mon YYYY
-  if (std::regex_match(text, m, kRe1)) {
-    for (bool full : {true, false}) {
-      if (int mo = month_of(m[2], full)) add(num(3), mo, num(1));
+  auto letters = [&](std::string& out) {
+    size_t j = i;
+    while (j < text.size() && std::isalpha(static_cast<unsigned char>(text[j]))) ++j;
+    if (j == i) return false;
+    out = lower(text.substr(i, j - i));
+    i = j;
+    return true;
+  };
+  for (char c : pat) {
+    std::string w;
+    switch (c) {
+      case '1': if (!digits(1, 2, f.d)) return false; break;
+      case '2': if (!digits(2, 2, f.d)) return false; break;
+      case '3': if (!digits(2, 2, f.m)) return false; break;
+      case '4': if (!digits(4, 4, f.y)) return false; break;
+      case '5':
+        if (!letters(w)) return false;
+        f.m = month_of(w, true) ? month_of(w, true) : month_of(w, false);
+        if (!f.m) return false;
+        break;
+      case '6':
+        if (!letters(w)) return false;
+        f.wd = weekday_of(w, true) >= 0 ? weekday_of(w, true) : weekday_of(w, false);
+        if (f.wd < 0) return false;
+        break;
+      case '7':
+        if (!letters(w) || w.size() != 2) return false;
+        f.suffix = w;
+        break;
+      default:
+        if (i >= text.size() || std::tolower(static_cast<unsigned char>(text[i])) != c) return false;
+        ++i;
     }
   }
-  // Month D, YYYY / Mon D, YYYY
-  if (std::regex_match(text, m, kRe2)) {
-    for (bool full : {true, false}) {
-      if (int mo = month_of(m[1], full)) add(num(3), mo, num(2));
-    }
-  }
-  if (std::regex_match(text, m, kRe3)) add(num(3), num(2), num(1));
-  if (std::regex_match(text, m, kRe4)) add(num(1), num(2), num(3));
-  if (std::regex_match(text, m, kRe5)) add(num(3), num(2), num(1));
-  if (std::regex_match(text, m, kRe6)) add(num(1), num(2), num(3));
-  if (std::regex_match(text, m, kRe7)) add(num(1), num(2), num(3));
-  // Weekday, Month D, YYYY
-  if (std::regex_match(text, m, kRe8)) {
-    int wd = weekday_of(m[1], true), mo = month_of(m[2], true);
-    if (wd >= 0 && mo) add(num(4), mo, num(3), wd);
-  }
-  // Wkd, D Mon YYYY
-  if (std::regex_match(text, m, kRe9)) {
-    int wd = weekday_of(m[1], false), mo = month_of(m[3], false);
-    if (wd >= 0 && mo) add(num(4), mo, num(2), wd);
-  }
-  // Weekday D Month YYYY
-  if (std::regex_match(text, m, kRe10)) {
-    int wd = weekday_of(m[1], true), mo = month_of(m[3], true);
-    if (wd >= 0 && mo) add(num(4), mo, num(2), wd);
-  }
-  // Month Dth, YYYY
-  if (std::regex_match(text, m, kRe11)) {
-    int mo = month_of(m[1], true);
-    if (mo && lower(m[3]) == suffix_for(num(2))) add(num(4), mo, num(2));
-  }
-  // the Dth of Month YYYY
-  if (std::regex_match(text, m, kRe12)) {
-    int mo = month_of(m[3], true);
-    if (mo && lower(m[2]) == suffix_for(num(1))) add(num(4), mo, num(1));
+  return i == text.size();
+}
+
+std::set<Date> parse_all(const std::string& text) {
+  static const char* kPatterns[] = {"1 5 4",     "5 1, 4",    "2/3/4",  "4.3.2",
+                                    "2.3.4",     "432",       "4-3-2",  "6, 5 1, 4",
+                                    "6, 1 5 4",  "6 1 5 4",   "5 17, 4", "the 17 of 5 4"};
+  std::set<Date> out;
+  for (const char* pat : kPatterns) {
+    Fields f;
+    if (!match(pat, text, f) || !valid(f.y, f.m, f.d)) continue;
+    if (f.wd >= 0 && f.wd != sakamoto_monday0(f.y, f.m, f.d)) continue;
+    if (!f.suffix.empty() && f.suffix != suffix_for(f.d)) continue;
+    out.insert(Date{f.y, f.m, f.d});
   }
   return out;
 }

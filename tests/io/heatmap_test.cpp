@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <regex>
 
 #include "attn/core/error.h"
 #include "attn/io/atomic_file.h"
@@ -43,6 +42,14 @@ Png read_png(const std::string& path) {
 
 std::string temp(const std::string& name) {
   return (fs::temp_directory_path() / ("attn_heatmap_test_" + name)).string();
+}
+
+// The value of attribute `name` in an XML start tag (minimal: no entities, double quotes).
+std::string attr(const std::string& tag, const std::string& name) {
+  const size_t p = tag.find(" " + name + "=\"");
+  if (p == std::string::npos) return "<missing " + name + ">";
+  const size_t b = p + name.size() + 3;
+  return tag.substr(b, tag.find('"', b) - b);
 }
 
 double luminance(Rgb c) { return 0.2126 * c.r + 0.7152 * c.g + 0.0722 * c.b; }
@@ -195,24 +202,25 @@ TEST(HeatmapSvg, ParsesAndNamesTheBrightestCell) {
   const std::string svg = read_file(path);
   HeatmapGeometry g = heatmap_geometry(0, 4, 5, kRows, kCols, o);
   ASSERT_EQ(svg.rfind("<?xml", 0), 0u);
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(svg, m, std::regex(R"re(<svg [^>]*width="(\d+)" height="(\d+)")re")));
-  EXPECT_EQ(std::stoi(m[1]), g.width);
-  EXPECT_EQ(std::stoi(m[2]), g.height);
+  const std::string svg_tag = svg.substr(svg.find("<svg "), svg.find('>', svg.find("<svg ")) - svg.find("<svg "));
+  EXPECT_EQ(std::stoi(attr(svg_tag, "width")), g.width);
+  EXPECT_EQ(std::stoi(attr(svg_tag, "height")), g.height);
   EXPECT_NE(svg.find("</svg>"), std::string::npos);
   // One rect with a tooltip per cell; the one in the maximum's colour is (N <- n).
-  std::regex cell_re(R"re(<rect x="(\d+)" y="(\d+)" width="\d+" height="\d+" fill="(#[0-9a-f]{6})"><title>([^<]*)</title>)re");
   char hi[8];
   Rgb top = viridis(1.0f);
   std::snprintf(hi, sizeof hi, "#%02x%02x%02x", top.r, top.g, top.b);
   int cells = 0, brightest = 0;
-  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), cell_re); it != std::sregex_iterator(); ++it) {
+  for (size_t pos = svg.find("<rect "); pos != std::string::npos; pos = svg.find("<rect ", pos + 1)) {
+    const std::string tag = svg.substr(pos, svg.find('>', pos) - pos);
+    const size_t title = svg.find('>', pos) + 1;
+    if (svg.compare(title, 7, "<title>") != 0) continue;
     ++cells;
-    if ((*it)[3] == hi) {
+    if (attr(tag, "fill") == hi) {
       ++brightest;
-      EXPECT_EQ((*it)[4].str(), "N &lt;- n: 0.9");
-      EXPECT_EQ(std::stoi((*it)[1]), g.grid_x[0] + 3 * g.cell);
-      EXPECT_EQ(std::stoi((*it)[2]), g.grid_y[0] + 2 * g.cell);
+      EXPECT_EQ(svg.substr(title + 7, svg.find("</title>", title) - title - 7), "N &lt;- n: 0.9");
+      EXPECT_EQ(std::stoi(attr(tag, "x")), g.grid_x[0] + 3 * g.cell);
+      EXPECT_EQ(std::stoi(attr(tag, "y")), g.grid_y[0] + 2 * g.cell);
     }
   }
   EXPECT_EQ(cells, 20);

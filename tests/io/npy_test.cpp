@@ -128,6 +128,23 @@ TEST_F(NpyTest, WritesBf16AsExactF32) {
   EXPECT_EQ(back.to_vector(), t.to_vector());  // bf16 -> f32 is exact
 }
 
+TEST_F(NpyTest, WritesF64AsF8) {
+  Tensor t = Tensor::from_vector({0.1f, -3.f}, {2}).to(DType::f64);
+  t.data<double>()[0] = 0.1;  // a double that float cannot hold exactly
+  write_npy(path("d.npy"), t);
+  const std::string bytes = read_file(path("d.npy"));
+  ASSERT_EQ(bytes.size(), 128u + 16u);
+  double first;
+  std::memcpy(&first, bytes.data() + 128, 8);
+  EXPECT_EQ(first, 0.1);  // written exactly
+  NpyInfo info;
+  Tensor back = read_npy(path("d.npy"), &info);
+  EXPECT_EQ(info.descr, "<f8");
+  EXPECT_EQ(info.conversion, "float64 to float32");
+  ASSERT_EQ(back.shape(), (Shape{2}));
+  EXPECT_EQ(back.to_vector(), (std::vector<float>{0.1f, -3.f}));
+}
+
 TEST_F(NpyTest, WritesStridedViewsInLogicalOrder) {
   Tensor t = Tensor::from_vector({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, {3, 4});
   Tensor view = t.transpose(0, 1).slice(0, 1, 3);  // [2, 3], not contiguous

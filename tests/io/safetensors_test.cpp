@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "attn/core/rng.h"
 #include "attn/io/atomic_file.h"
 #include "common/fixtures.h"
 
@@ -165,9 +166,18 @@ TEST(SafetensorsMalformed, BadFieldTypes) {
   EXPECT_TRUE(has(parse_error(make_file(R"({"w": {"dtype": "F32", "shape": [2]}})", 8)), "lacks 'data_offsets'"));
   EXPECT_TRUE(has(parse_error(make_file(R"({"w": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}})", 8)), "begin after end"));
   EXPECT_TRUE(has(parse_error(make_file(R"({"w": [1]})", 0)), "tensor 'w': header entry must be an object"));
+  EXPECT_TRUE(has(parse_error(make_file(R"({"": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}})", 0)),
+                  "empty name"));
   EXPECT_TRUE(has(parse_error(make_file(R"({"__metadata__": {"k": 1}})", 0)), "must be a string"));
   EXPECT_TRUE(has(parse_error(make_file(
                   R"({"w": {"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 8]}})", 8)), "too large"));
+  // numel * 8 would wrap around 2^64 to 0 without the cap: must not pass as an empty tensor.
+  EXPECT_TRUE(has(parse_error(make_file(
+                      R"({"w": {"dtype": "F64", "shape": [2305843009213693952, 1], "data_offsets": [0, 0]}})", 0)),
+                  "too large"));
+  EXPECT_TRUE(has(parse_error(make_file(
+                      R"({"w": {"dtype": "F64", "shape": [65536, 65536, 65536, 65536], "data_offsets": [0, 0]}})", 0)),
+                  "too large"));
 }
 
 TEST(SafetensorsMalformed, OffsetsOutOfRange) {
@@ -241,6 +251,41 @@ TEST(SafetensorsMalformed, ConversionRangeChecks) {
 
   std::string b = make_file(R"({"flag": {"dtype": "BOOL", "shape": [1], "data_offsets": [0, 1]}})", 0) + "\x02";
   EXPECT_TRUE(has(parse_error(b), "neither 0 nor 1"));
+}
+
+// Random corruptions of a valid file (byte flips, truncations, header-length edits) either
+// parse or throw attn::Error — never crash or leak another exception type (run under ASan in
+// CI; the libFuzzer target calls the same function).
+TEST(SafetensorsMalformed, RandomCorruptionsThrowOnlyAttnError) {
+  const std::string good = serialize_safetensors(
+      {{"a", Tensor::from_vector({1, 2, 3}, {3})}, {"b", Tensor::from_vector_i32({4, 5}, {2, 1})},
+       {"c", Tensor::zeros({2}).to(DType::bf16)}},
+      {{"k", "v"}});
+  Rng rng(42);
+  int parsed = 0, rejected = 0;
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::string f = good;
+    const int kind = static_cast<int>(rng.below(3));
+    if (kind == 0) {
+      for (uint64_t k = 0, n = 1 + rng.below(4); k < n; ++k)
+        f[rng.below(f.size())] = static_cast<char>(rng.below(256));
+    } else if (kind == 1) {
+      f.resize(rng.below(f.size()));
+    } else {
+      uint64_t n;
+      std::memcpy(&n, f.data(), 8);
+      n += rng.below(17) - 8;
+      std::memcpy(f.data(), &n, 8);
+    }
+    try {
+      parse_safetensors(f.data(), f.size());
+      ++parsed;
+    } catch (const Error&) {
+      ++rejected;
+    }
+  }
+  EXPECT_GT(rejected, 1000);
+  EXPECT_GT(parsed, 0);  // flips inside tensor data are valid files
 }
 
 // Written by tools/make_fixtures.py (Python + numpy): cross-tool compatibility of the format

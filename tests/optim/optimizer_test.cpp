@@ -1,6 +1,7 @@
 // SGD, Adam, AdamW, learning-rate schedules and gradient clipping against PyTorch 1.13
 // (fixtures from tools/make_fixtures.py; see tests/fixtures/README.md).
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <cstring>
@@ -274,6 +275,33 @@ TEST(Optimizer, SkipsParamsWithoutGradAndZeroGrad) {
   sgd.zero_grad();
   EXPECT_EQ(ps[0].grad.to_vector(), (std::vector<float>{0.f, 0.f}));
   EXPECT_FALSE(ps[1].grad.defined());
+}
+
+// Large parameters are updated by several threads: the result must not depend on how many.
+TEST(Optimizer, ThreadCountDoesNotChangeLargeUpdates) {
+  const int64_t n = 200000;  // above the parallel threshold
+  auto run = [&](int threads) {
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    Rng rng(3);
+    Tensor v = Tensor::empty({n}), g = Tensor::empty({n});
+    for (int64_t i = 0; i < n; ++i) {
+      v.data<float>()[i] = static_cast<float>(rng.normal());
+      g.data<float>()[i] = static_cast<float>(rng.normal());
+    }
+    NamedParams ps = {{"w", v, g}};
+    AdamW adamw(ps, AdamOptions{1e-2, 0.9, 0.99, 1e-8, 0.1});
+    Sgd sgd(ps, SgdOptions{0.1, 0.9, 0.0, 0.01, true});
+    for (int s = 0; s < 3; ++s) {
+      adamw.step();
+      sgd.step();
+    }
+    omp_set_num_threads(saved);
+    return v;
+  };
+  const Tensor one = run(1), two = run(2);
+  ASSERT_EQ(one.shape(), two.shape());
+  EXPECT_EQ(std::memcmp(one.raw_data(), two.raw_data(), n * sizeof(float)), 0);
 }
 
 }  // namespace

@@ -20,7 +20,7 @@
 // Masks combine (all must allow a key for it to be visible). With p_i = i + query_offset:
 //   causal        key j visible when j <= p_i (offset 0 = PyTorch is_causal; Nk - Nq = the
 //                 bottom-right alignment of decoding with a cache)
-//   window (L,R)  key j visible when p_i - L <= j <= p_i + R
+//   window (L,R)  key j visible when p_i - L <= j <= p_i + R (L, R >= 0; INT64_MAX = unbounded)
 //   key_lengths   [B] (i32): key j of batch b visible when j < key_lengths[b]
 //   bias          additive, broadcastable from [B|1, Hq|1, Nq, Nk] (2-D [Nq, Nk] also
 //                 accepted), added to the scores after scaling; -inf hides a key
@@ -102,9 +102,9 @@ struct AttentionGrads {
 // place; others are copied. Besides shapes and dtypes, attn::Error is thrown for: a score
 // parameter given that the score function does not use (or missing when it does); `scale`
 // set with a score other than scaled_dot, or not finite; temperature <= 0 or not finite;
-// dropout outside [0, 1); a negative window side; key_lengths outside [0, Nk]; a bias holding
-// NaN or +inf (always checked; -inf is a mask); NaN / Inf in q, k, v, w, wq, wk, va (and
-// dout) when check_finite is set.
+// dropout outside [0, 1); a negative window side; |query_offset| > 2^62; key_lengths
+// outside [0, Nk]; a bias holding NaN or +inf (always checked; -inf is a mask); NaN / Inf in
+// q, k, v, w, wq, wk, va (and dout) when check_finite is set.
 AttentionOutput attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
                                   const AttentionExtras& extras, const AttentionOptions& opts);
 

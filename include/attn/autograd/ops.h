@@ -1,6 +1,7 @@
 // Every differentiable op of the tape (one include for model code).
 #pragma once
 
+#include "attn/autograd/attention_op.h"
 #include "attn/autograd/dropout.h"
 #include "attn/autograd/elementwise.h"
 #include "attn/autograd/layer_norm.h"

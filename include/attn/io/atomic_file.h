@@ -8,7 +8,7 @@
 
 namespace attn::io {
 
-// Calls write(fd-backed sink) ... simplest form: the whole content at once.
+// The whole content at once.
 void write_file_atomic(const std::string& path, const void* data, size_t bytes);
 void write_file_atomic(const std::string& path, const std::string& content);
 

@@ -44,7 +44,8 @@ Tensor read_npy(const std::string& path, NpyInfo* info = nullptr);
 // the data is really there, so it is safe on hostile input.
 Tensor parse_npy(const void* data, size_t size, const std::string& name, NpyInfo* info = nullptr);
 
-// Writes `t` (any strides) atomically: f32 as '<f4', i32 as '<i4', bf16 as '<f4' (exact).
+// Writes `t` (any strides) atomically: f32 as '<f4', i32 as '<i4', bf16 as '<f4' (exact),
+// f64 as '<f8' (read back, it becomes f32 like any '<f8' file).
 void write_npy(const std::string& path, const Tensor& t);
 
 // Streams the .npy encoding of `t` through `append` (the writer of write_npy, usable for

@@ -46,8 +46,9 @@ void attention_forward(const kernels::AttentionProblem& p, const ScoreParams& s,
                        const float* k, const float* v, float* out, float* lse, float* weights);
 
 // Gradients of sum(dout * out). The reference recomputes the scores and the softmax in double
-// and does not read out or lse (they are part of the interface the fused kernels share). dout is [B, Hq, Nq, Dv] contiguous; dq, dk, dv are
-// contiguous [B, Hq, Nq, D], [B, Hkv, Nk, Dk], [B, Hkv, Nk, Dv] and are overwritten.
+// and does not read out or lse (they are part of the interface the fused kernels share).
+// dout is [B, Hq, Nq, Dv] contiguous; dq, dk, dv are contiguous [B, Hq, Nq, D],
+// [B, Hkv, Nk, Dk], [B, Hkv, Nk, Dv] and are overwritten.
 // dw / dwq / dwk / dva: overwritten when the score function has them (else null).
 // dbias: null, or [B, Hq, Nq, Nk] contiguous, overwritten with d(loss)/d(score after bias).
 // dtemperature: null, or set (cosine).

@@ -1,0 +1,38 @@
+// Fused CPU attention backward, FlashAttention-2 style (Dao 2023, Algorithm 2): the Nq × Nk
+// score matrix is never stored; per key block the scores are recomputed from q, k and the
+// forward's log-sum-exp.
+#pragma once
+
+#include <cstdint>
+
+#include "attn/kernels/attention_problem.h"
+
+namespace attn::cpu {
+
+// Whether flash_attention_backward handles this problem: the dot / scaled_dot score
+// (p.scale multiplies q·k) with Dk == D. Cosine, general and additive go elsewhere
+// (additive: additive_attention.h; cosine and general: the reference).
+bool flash_attention_backward_supports(const kernels::AttentionProblem& p);
+
+// Gradients of sum(dout * out) for out = softmax(mask(q kᵀ · scale + bias)) v (with dropout
+// as in attn::dropout_keep), every mask of AttentionProblem and grouped-query heads.
+//
+//   q: [B, Hq, Nq, D] (p.q_stride)   k: [B, Hkv, Nk, D] (p.k_stride)   v: [B, Hkv, Nk, Dv] (p.v_stride)
+//   out: [B, Hq, Nq, Dv] (p.o_stride)    lse: [B, Hq, Nq] contiguous (the forward's; -inf rows
+//   contribute nothing)    dout: [B, Hq, Nq, Dv] contiguous
+//   dq: [B, Hq, Nq, D], dk: [B, Hkv, Nk, D], dv: [B, Hkv, Nk, Dv], contiguous, overwritten.
+//   dbias: null, or [B, Hq, Nq, Nk] contiguous, overwritten with d(loss)/d(score after bias)
+//   (= dS; zero where hidden) — materialised only because the caller asked for it.
+//
+// Per key block (parallel over batch × kv head × key block) with D_i = rowsum(dO_i ∘ O_i):
+//   S = Q Kᵀ·scale + bias, P = exp(S − lse), dV += Pᵀ dO, dP = dO Vᵀ, dS = P ∘ (dP − D_i),
+//   dK += dSᵀ Q·scale, dQ += dS K·scale.
+// dK and dV of a kv head sum over its query heads. dQ is accumulated into one buffer per
+// thread (work is assigned statically) and the buffers are summed in thread order, so the
+// result is deterministic for a fixed thread count. Extra memory: (threads − 1) × |dq| plus
+// B·Hq·Nq floats plus per-thread tiles.
+void flash_attention_backward(const kernels::AttentionProblem& p, const float* q, const float* k,
+                              const float* v, const float* out, const float* lse, const float* dout,
+                              float* dq, float* dk, float* dv, float* dbias = nullptr);
+
+}  // namespace attn::cpu

@@ -1,0 +1,59 @@
+// Multi-head attention, torch.nn.MultiheadAttention, on the attention op (one fused call for
+// all heads), with grouped-query heads as an extension.
+//
+// Parameters (torch state_dict names):
+//   same q/k/v input dims: "in_proj_weight" [E + 2*Ekv, E]
+//   kdim / vdim != E:      "q_proj_weight" [E, E], "k_proj_weight" [Ekv, kdim], "v_proj_weight" [Ekv, vdim]
+//   "in_proj_bias" [E + 2*Ekv] (when bias), "out_proj.weight" [E, E], "out_proj.bias" [E]
+// where Ekv = num_kv_heads * E / num_heads (= E without grouped-query heads, as torch).
+// Init as torch: xavier-uniform projections, zero in_proj_bias and out_proj.bias.
+//
+// Masks follow torch's meaning. A mask Tensor of dtype i32 is boolean (non-zero = hidden, like
+// torch's True); an f32 mask is added to the scores (-inf hides).
+#pragma once
+
+#include <memory>
+
+#include "attn/nn/linear.h"
+#include "attn/nn/module.h"
+
+namespace attn::nn {
+
+struct MultiheadAttentionOptions {
+  double dropout = 0.0;        // on the attention weights, in training
+  bool bias = true;
+  int64_t kdim = 0;            // 0: embed_dim
+  int64_t vdim = 0;            // 0: embed_dim
+  int64_t num_kv_heads = 0;    // 0: num_heads; must divide num_heads
+  bool batch_first = true;
+};
+
+struct AttentionMasks {
+  Tensor key_padding_mask{};  // [B, Nk]: i32 (non-zero = padding) or f32 additive
+  Tensor key_lengths{};     // [B] i32: keys j >= key_lengths[b] hidden (cheaper than a padding mask)
+  Tensor attn_mask{};       // [Nq, Nk] or [B * num_heads, Nq, Nk]: i32 (non-zero = hidden) or f32 additive
+  bool is_causal = false;   // hide keys j > i
+};
+
+struct MhaOutput {
+  Var out;         // [B, Nq, E] (batch_first) or [Nq, B, E]
+  Tensor weights;  // need_weights: [B, Nq, Nk] averaged over heads, or [B, H, Nq, Nk]
+};
+
+class MultiheadAttention : public Module {
+ public:
+  MultiheadAttention(int64_t embed_dim, int64_t num_heads, Rng& rng, const MultiheadAttentionOptions& opts = {});
+  // query [B, Nq, E], key [B, Nk, kdim], value [B, Nk, vdim] (batch_first).
+  MhaOutput forward(const Var& query, const Var& key, const Var& value, const AttentionMasks& masks = {},
+                    bool need_weights = false, bool average_attn_weights = true);
+
+  Var in_proj_weight, q_proj_weight, k_proj_weight, v_proj_weight, in_proj_bias;
+  std::shared_ptr<Linear> out_proj;
+  int64_t embed_dim, num_heads, num_kv_heads, head_dim, kdim, vdim;
+  MultiheadAttentionOptions opts;
+
+ private:
+  DropoutStream stream_;
+};
+
+}  // namespace attn::nn

@@ -1,0 +1,338 @@
+// Fused attention backward (FlashAttention-2, Dao 2023, Algorithm 2) on the CPU: per key
+// block, recompute the scores from q, k and the forward's lse, and accumulate dK, dV in the
+// tile while dQ goes to a per-thread buffer. Highway dynamic dispatch: this file is compiled
+// once per SIMD target through foreach_target.h.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/flash_attention_bwd.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+
+#include <hwy/aligned_allocator.h>
+#include <hwy/contrib/math/math-inl.h>
+#include <hwy/highway.h>
+
+#include "kernels/cpu/attention_tiles_bwd-inl.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "attn/core/rng.h"
+#include "attn/kernels/attention_problem.h"
+#include "attn/kernels/cpu/flash_attention_backward.h"
+
+#ifndef ATTN_FLASH_BWD_SHARED_
+#define ATTN_FLASH_BWD_SHARED_
+namespace attn::cpu::flash_bwd {
+
+// Everything the per-target code needs, prepared once (target independent).
+struct Job {
+  const kernels::AttentionProblem* p;
+  const float *q, *k, *v, *lse, *dout;
+  const float* delta;           // [B, Hq, Nq]: D_i = rowsum(dO_i ∘ O_i)
+  float* dq_parts[64];          // per thread: [B, Hq, Nq, D] (part 0 is dq itself)
+  int n_parts;
+  float *dk, *dv;
+  float* dbias;                 // [B, Hq, Nq, Nk] or null
+};
+
+// Tile sizes (rows of Q per tile, keys per block): 64 × 64 keeps K, Kᵀ, V, Vᵀ, the dK/dV
+// accumulators and the S/dP tiles of D = 128 within L2 (≈ 200 KiB), the B operand of every
+// tile product within L1.
+constexpr int64_t kBr = 64;
+constexpr int64_t kBc = 64;
+
+}  // namespace attn::cpu::flash_bwd
+#endif
+
+HWY_BEFORE_NAMESPACE();
+namespace attn::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+namespace flash_bwd_impl {
+
+using flash_bwd::kBc;
+using flash_bwd::kBr;
+using tiles_bwd::pad_width;
+using tiles_bwd::tile_gemm;
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+struct Scratch {
+  hwy::AlignedFreeUniquePtr<float[]> buf;
+  float *kt, *vt, *kp, *dk_acc, *dv_acc, *qp, *dop, *pt, *pd, *dst, *dqt;
+  Scratch(int64_t D, int64_t Dv) {
+    const int64_t Dp = pad_width(D), Dvp = pad_width(Dv);
+    const int64_t sizes[] = {D * kBc,  Dv * kBc,  kBc * Dp,  kBc * Dp,  kBc * Dvp, kBr * Dp,
+                             kBr * Dvp, kBr * kBc, kBr * kBc, kBr * kBc, kBr * Dp};
+    int64_t total = 0;
+    for (int64_t s : sizes) total += pad_width(s);
+    buf = hwy::AllocateAligned<float>(static_cast<size_t>(total));
+    float* at = buf.get();
+    float** ptrs[] = {&kt, &vt, &kp, &dk_acc, &dv_acc, &qp, &dop, &pt, &pd, &dst, &dqt};
+    for (int i = 0; i < 11; ++i) {
+      *ptrs[i] = at;
+      at += pad_width(sizes[i]);
+    }
+  }
+};
+
+// One work unit: key block kb of kv head g in batch b, all query heads of g's group.
+void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb, float* dq_part,
+                   Scratch& s) {
+  const kernels::AttentionProblem& p = *job.p;
+  const hn::ScalableTag<float> d;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t D = p.D, Dv = p.Dv, Nq = p.Nq, Nk = p.Nk;
+  const int64_t Dp = pad_width(D), Dvp = pad_width(Dv);
+  const int64_t j0 = kb * kBc;
+  const int64_t kn = std::min(kBc, Nk - j0);
+  const float scale = static_cast<float>(p.scale);
+
+  float* dk_out = job.dk + ((b * p.Hkv + g) * Nk + j0) * D;
+  float* dv_out = job.dv + ((b * p.Hkv + g) * Nk + j0) * Dv;
+
+  // Query rows that can see some key of [j0, j0 + kn): p_i = i + offset in [p_lo, p_hi].
+  const int64_t klen = p.key_lengths ? std::min<int64_t>(p.key_lengths[b], Nk) : Nk;
+  int64_t p_lo = std::numeric_limits<int64_t>::min() / 4, p_hi = std::numeric_limits<int64_t>::max() / 4;
+  if (p.causal) p_lo = std::max(p_lo, j0);
+  if (p.has_window) {
+    p_lo = std::max(p_lo, j0 - p.window_right);
+    p_hi = std::min(p_hi, j0 + kn - 1 + p.window_left);
+  }
+  const int64_t i_lo = std::max<int64_t>(0, p_lo - p.query_offset);
+  const int64_t i_hi = std::min<int64_t>(Nq - 1, p_hi - p.query_offset);
+  if (j0 >= klen || i_lo > i_hi || Nq == 0) {
+    std::memset(dk_out, 0, sizeof(float) * kn * D);
+    std::memset(dv_out, 0, sizeof(float) * kn * Dv);
+    return;
+  }
+
+  // K, V block: Kᵀ [D, kBc] and Vᵀ [Dv, kBc] (B operands of S and dP, zero past kn),
+  // K padded [kBc, Dp] (B operand of dQ).
+  const float* kbase = job.k + b * p.k_stride[0] + g * p.k_stride[1] + j0 * p.k_stride[2];
+  const float* vbase = job.v + b * p.v_stride[0] + g * p.v_stride[1] + j0 * p.v_stride[2];
+  std::memset(s.kt, 0, sizeof(float) * D * kBc);
+  std::memset(s.vt, 0, sizeof(float) * Dv * kBc);
+  std::memset(s.kp, 0, sizeof(float) * kBc * Dp);
+  for (int64_t j = 0; j < kn; ++j) {
+    const float* kr = kbase + j * p.k_stride[2];
+    const float* vr = vbase + j * p.v_stride[2];
+    std::memcpy(s.kp + j * Dp, kr, sizeof(float) * D);
+    for (int64_t c = 0; c < D; ++c) s.kt[c * kBc + j] = kr[c];
+    for (int64_t c = 0; c < Dv; ++c) s.vt[c * kBc + j] = vr[c];
+  }
+  std::memset(s.dk_acc, 0, sizeof(float) * kBc * Dp);
+  std::memset(s.dv_acc, 0, sizeof(float) * kBc * Dvp);
+  std::memset(s.qp, 0, sizeof(float) * kBr * Dp);
+  std::memset(s.dop, 0, sizeof(float) * kBr * Dvp);
+
+  const bool dropout = p.dropout > 0.0;
+  const float keep_scale = dropout ? static_cast<float>(1.0 / (1.0 - p.dropout)) : 1.f;
+  const int64_t G = p.group();
+
+  for (int64_t h = g * G; h < (g + 1) * G; ++h) {
+    const int64_t bh = b * p.Hq + h;
+    for (int64_t i0 = i_lo / kBr * kBr; i0 <= i_hi; i0 += kBr) {
+      const int64_t qn = std::min(kBr, Nq - i0);
+      // Structurally fully visible tile without bias: no per-element work.
+      bool full = kn == kBc && p.bias == nullptr && j0 + kn <= klen;
+      if (p.causal && j0 + kn - 1 > i0 + p.query_offset) full = false;
+      if (p.has_window && (j0 < i0 + qn - 1 + p.query_offset - p.window_left ||
+                           j0 + kn - 1 > i0 + p.query_offset + p.window_right))
+        full = false;
+
+      // Q and dO rows, padded (A operands of S and dP; B operands of dK and dV).
+      const float* qbase = job.q + b * p.q_stride[0] + h * p.q_stride[1] + i0 * p.q_stride[2];
+      const float* dobase = job.dout + (bh * Nq + i0) * Dv;
+      for (int64_t i = 0; i < qn; ++i) {
+        std::memcpy(s.qp + i * Dp, qbase + i * p.q_stride[2], sizeof(float) * D);
+        std::memcpy(s.dop + i * Dvp, dobase + i * Dv, sizeof(float) * Dv);
+      }
+
+      // S = Q Kᵀ (raw).
+      tile_gemm(qn, kBc, D, s.qp, Dp, 1, s.kt, kBc, s.pt, kBc, false);
+
+      // P = exp(S·scale + bias − lse), 0 where hidden or the row has no visible key.
+      const float* lse_row = job.lse + bh * Nq + i0;
+      for (int64_t i = 0; i < qn; ++i) {
+        float* pr = s.pt + i * kBc;
+        const float lse_i = lse_row[i];
+        if (lse_i == kNegInf || std::isnan(lse_i)) {
+          std::memset(pr, 0, sizeof(float) * kBc);
+          continue;
+        }
+        float row_scale = scale;
+        if (!full) {
+          // Scalar pass: hide invisible keys and columns past kn, add the bias.
+          const int64_t gi = i0 + i;
+          const float* brow = p.bias ? p.bias + b * p.bias_stride[0] + h * p.bias_stride[1] +
+                                           gi * p.bias_stride[2]
+                                     : nullptr;
+          for (int64_t j = 0; j < kBc; ++j) {
+            const int64_t gj = j0 + j;
+            if (j >= kn || !p.visible(b, gi, gj)) {
+              pr[j] = kNegInf;
+            } else {
+              pr[j] = pr[j] * scale + (brow ? brow[gj * p.bias_stride[3]] : 0.f);
+            }
+          }
+          row_scale = 1.f;
+        }
+        const auto vs = hn::Set(d, row_scale);
+        const auto vl = hn::Set(d, lse_i);
+        for (int64_t j = 0; j < kBc; j += L) {
+          const auto x = hn::MulSub(hn::LoadU(d, pr + j), vs, vl);
+          // Exp gives 0 below −104 and for −inf.
+          hn::StoreU(hn::Exp(d, x), d, pr + j);
+        }
+      }
+
+      // dP = dO Vᵀ.
+      tile_gemm(qn, kBc, Dv, s.dop, Dvp, 1, s.vt, kBc, s.dst, kBc, false);
+
+      // dS = P ∘ (dP − D_i); with dropout dP is that of the undropped weights:
+      // dP_ij = keep_ij/(1−rate) · dO_i·v_j, and dV uses the dropped weights.
+      const float* delta_row = job.delta + bh * Nq + i0;
+      const float* pv = s.pt;  // weights multiplying V
+      if (!dropout) {
+        for (int64_t i = 0; i < qn; ++i) {
+          const auto vdelta = hn::Set(d, delta_row[i]);
+          float* dsr = s.dst + i * kBc;
+          const float* pr = s.pt + i * kBc;
+          for (int64_t j = 0; j < kBc; j += L)
+            hn::StoreU(hn::Mul(hn::LoadU(d, pr + j), hn::Sub(hn::LoadU(d, dsr + j), vdelta)), d, dsr + j);
+        }
+      } else {
+        for (int64_t i = 0; i < qn; ++i) {
+          float* dsr = s.dst + i * kBc;
+          const float* pr = s.pt + i * kBc;
+          float* pdr = s.pd + i * kBc;
+          for (int64_t j = 0; j < kBc; ++j) {
+            const bool keep = j < kn && pr[j] != 0.f &&
+                              dropout_keep(p.seed, p.dropout, b, h, i0 + i, j0 + j, p.Hq, Nq, Nk);
+            const float f = keep ? keep_scale : 0.f;
+            pdr[j] = pr[j] * f;
+            dsr[j] = pr[j] * (dsr[j] * f - delta_row[i]);
+          }
+        }
+        pv = s.pd;
+      }
+
+      if (job.dbias)  // d(loss)/d(score after bias) is dS itself
+        for (int64_t i = 0; i < qn; ++i)
+          std::memcpy(job.dbias + ((bh * Nq) + i0 + i) * Nk + j0, s.dst + i * kBc, sizeof(float) * kn);
+
+      // dV += Pᵀ dO;  dK += dSᵀ Q (scaled at the end);  dQ += dS K · scale.
+      tile_gemm(kn, Dvp, qn, pv, 1, kBc, s.dop, Dvp, s.dv_acc, Dvp, true);
+      tile_gemm(kn, Dp, qn, s.dst, 1, kBc, s.qp, Dp, s.dk_acc, Dp, true);
+      tile_gemm(qn, Dp, kn, s.dst, kBc, 1, s.kp, Dp, s.dqt, Dp, false);
+      float* dq_rows = dq_part + (bh * Nq + i0) * D;
+      for (int64_t i = 0; i < qn; ++i) tiles_bwd::axpy(D, scale, s.dqt + i * Dp, dq_rows + i * D);
+    }
+  }
+
+  for (int64_t j = 0; j < kn; ++j) {
+    for (int64_t c = 0; c < D; ++c) dk_out[j * D + c] = s.dk_acc[j * Dp + c] * scale;
+    std::memcpy(dv_out + j * Dv, s.dv_acc + j * Dvp, sizeof(float) * Dv);
+  }
+}
+
+}  // namespace flash_bwd_impl
+
+void FlashBackwardImpl(const flash_bwd::Job& job) {
+  const kernels::AttentionProblem& p = *job.p;
+  const int64_t n_kb = (p.Nk + flash_bwd::kBc - 1) / flash_bwd::kBc;
+  const int64_t n_units = p.B * p.Hkv * n_kb;
+#pragma omp parallel num_threads(job.n_parts)
+  {
+    const int tid = omp_get_thread_num();
+    flash_bwd_impl::Scratch scratch(p.D, p.Dv);
+    float* dq_part = job.dq_parts[tid < job.n_parts ? tid : 0];
+    // Static round-robin: the same units go to the same thread in the same order on every run.
+#pragma omp for schedule(static, 1)
+    for (int64_t u = 0; u < n_units; ++u) {
+      // Consecutive units are neighbouring key blocks; round-robin over them spreads the
+      // cheap (causal: late) and expensive blocks evenly over the threads.
+      const int64_t kb = u % n_kb, bg = u / n_kb;
+      flash_bwd_impl::backward_unit(job, bg / p.Hkv, bg % p.Hkv, kb, dq_part, scratch);
+    }
+  }
+}
+
+}  // namespace attn::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace attn::cpu {
+
+HWY_EXPORT(FlashBackwardImpl);
+
+bool flash_attention_backward_supports(const kernels::AttentionProblem& p) {
+  return p.Dk == p.D && p.Hkv > 0 && p.Hq % p.Hkv == 0;
+}
+
+void flash_attention_backward(const kernels::AttentionProblem& p, const float* q, const float* k,
+                              const float* v, const float* out, const float* lse, const float* dout,
+                              float* dq, float* dk, float* dv, float* dbias) {
+  const int64_t D = p.D, Dv = p.Dv;
+  const int64_t rows = p.B * p.Hq * p.Nq;
+  std::fill(dq, dq + rows * D, 0.f);
+  if (dbias) std::fill(dbias, dbias + rows * p.Nk, 0.f);
+  if (p.Nk == 0 || rows == 0) {
+    std::fill(dk, dk + p.B * p.Hkv * p.Nk * D, 0.f);
+    std::fill(dv, dv + p.B * p.Hkv * p.Nk * Dv, 0.f);
+    return;
+  }
+
+  // D_i = rowsum(dO_i ∘ O_i) in double: dP − D_i cancels, so D_i should not add error.
+  std::vector<float> delta(static_cast<size_t>(rows));
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t i = r % p.Nq, bh = r / p.Nq, h = bh % p.Hq, b = bh / p.Hq;
+    const float* o = out + b * p.o_stride[0] + h * p.o_stride[1] + i * p.o_stride[2];
+    const float* dor = dout + r * Dv;
+    double acc = 0.0;
+    for (int64_t c = 0; c < Dv; ++c) acc += static_cast<double>(o[c]) * dor[c];
+    delta[r] = static_cast<float>(acc);
+  }
+
+  flash_bwd::Job job{};
+  job.p = &p;
+  job.q = q;
+  job.k = k;
+  job.v = v;
+  job.lse = lse;
+  job.dout = dout;
+  job.delta = delta.data();
+  job.dk = dk;
+  job.dv = dv;
+  job.dbias = dbias;
+  const int64_t n_kb = (p.Nk + flash_bwd::kBc - 1) / flash_bwd::kBc;
+  const int64_t n_units = p.B * p.Hkv * n_kb;
+  int n_parts = std::min<int64_t>({static_cast<int64_t>(omp_get_max_threads()), n_units, 64});
+  if (omp_in_parallel()) n_parts = 1;
+  job.n_parts = std::max(n_parts, 1);
+  std::vector<float> parts(static_cast<size_t>((job.n_parts - 1) * rows * D), 0.f);
+  job.dq_parts[0] = dq;
+  for (int t = 1; t < job.n_parts; ++t) job.dq_parts[t] = parts.data() + (t - 1) * rows * D;
+
+  HWY_DYNAMIC_DISPATCH(FlashBackwardImpl)(job);
+
+  // dq = part 0 + part 1 + ... in thread order (deterministic).
+  if (job.n_parts > 1) {
+    const int64_t n = rows * D;
+#pragma omp parallel for schedule(static)
+    for (int64_t e = 0; e < n; ++e) {
+      float acc = dq[e];
+      for (int t = 1; t < job.n_parts; ++t) acc += job.dq_parts[t][e];
+      dq[e] = acc;
+    }
+  }
+}
+
+}  // namespace attn::cpu
+#endif  // HWY_ONCE

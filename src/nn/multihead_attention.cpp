@@ -1,0 +1,163 @@
+#include "attn/nn/multihead_attention.h"
+
+#include <cmath>
+#include <limits>
+
+#include "attn/autograd/ops.h"
+
+namespace attn::nn {
+
+MultiheadAttention::MultiheadAttention(int64_t E, int64_t H, Rng& rng, const MultiheadAttentionOptions& o)
+    : embed_dim(E), num_heads(H), opts(o) {
+  ATTN_CHECK(E > 0 && H > 0 && E % H == 0, "MultiheadAttention: embed_dim ", E, " must be a positive multiple of num_heads ", H);
+  num_kv_heads = o.num_kv_heads > 0 ? o.num_kv_heads : H;
+  ATTN_CHECK(H % num_kv_heads == 0, "MultiheadAttention: num_kv_heads ", num_kv_heads, " must divide num_heads ", H);
+  ATTN_CHECK(o.dropout >= 0 && o.dropout < 1, "MultiheadAttention: dropout ", o.dropout, " must be in [0, 1)");
+  head_dim = E / H;
+  kdim = o.kdim > 0 ? o.kdim : E;
+  vdim = o.vdim > 0 ? o.vdim : E;
+  const int64_t Ekv = num_kv_heads * head_dim;
+  auto xavier = [&](int64_t out, int64_t in) {
+    return uniform_init({out, in}, std::sqrt(6.0 / static_cast<double>(in + out)), rng);
+  };
+  if (kdim == E && vdim == E) {
+    register_parameter("in_proj_weight", &in_proj_weight, xavier(E + 2 * Ekv, E));
+  } else {
+    register_parameter("q_proj_weight", &q_proj_weight, xavier(E, E));
+    register_parameter("k_proj_weight", &k_proj_weight, xavier(Ekv, kdim));
+    register_parameter("v_proj_weight", &v_proj_weight, xavier(Ekv, vdim));
+  }
+  if (o.bias) register_parameter("in_proj_bias", &in_proj_bias, Tensor::zeros({E + 2 * Ekv}));
+  out_proj = register_module("out_proj", std::make_shared<Linear>(E, E, rng, o.bias));
+  if (o.bias) out_proj->bias.mutable_value().fill(0.f);
+  stream_.seed = rng.next_u64();
+}
+
+namespace {
+
+// Additive [B|1, H|1, Nq, Nk] bias from torch-style masks; undefined when there is none.
+Tensor combine_masks(const AttentionMasks& m, int64_t B, int64_t H, int64_t Nq, int64_t Nk) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  auto additive = [&](const Tensor& t) {
+    Tensor c = t.contiguous();
+    Tensor r = Tensor::empty(t.shape());
+    float* o = r.data<float>();
+    if (t.dtype() == DType::i32) {
+      for (int64_t i = 0; i < t.numel(); ++i) o[i] = c.data<int32_t>()[i] ? ninf : 0.f;
+    } else {
+      ATTN_CHECK(t.dtype() == DType::f32, "MultiheadAttention: masks must be i32 or f32, got ", dtype_name(t.dtype()));
+      r.copy_from(c);
+    }
+    return r;
+  };
+  Tensor am, kpm;
+  if (m.attn_mask.defined()) {
+    const Shape& s = m.attn_mask.shape();
+    ATTN_CHECK((s == Shape{Nq, Nk}) || (s == Shape{B * H, Nq, Nk}), "MultiheadAttention: attn_mask ", shape_str(s),
+               " expected [", Nq, ", ", Nk, "] or [", B * H, ", ", Nq, ", ", Nk, "]");
+    am = additive(m.attn_mask).view(s.size() == 2 ? Shape{1, 1, Nq, Nk} : Shape{B, H, Nq, Nk});
+  }
+  if (m.key_padding_mask.defined()) {
+    ATTN_CHECK((m.key_padding_mask.shape() == Shape{B, Nk}), "MultiheadAttention: key_padding_mask ",
+               shape_str(m.key_padding_mask.shape()), " expected [", B, ", ", Nk, "]");
+    kpm = additive(m.key_padding_mask);
+  }
+  if (!am.defined() && !kpm.defined()) return Tensor();
+  if (!kpm.defined()) return am;
+  const int64_t Hb = am.defined() ? am.size(1) : 1;
+  Tensor bias = Tensor::empty({B, Hb, Nq, Nk});
+  float* o = bias.data<float>();
+  const float* kp = kpm.data<float>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < Hb; ++h)
+      for (int64_t i = 0; i < Nq; ++i)
+        for (int64_t j = 0; j < Nk; ++j)
+          o[((b * Hb + h) * Nq + i) * Nk + j] =
+              kp[b * Nk + j] + (am.defined() ? am.get({am.size(0) == 1 ? 0 : b, am.size(1) == 1 ? 0 : h, i, j}) : 0.f);
+  return bias;
+}
+
+// [B, N, H*Dh] -> [B, H, N, Dh]
+Var split_heads(const Var& x, int64_t H) {
+  const int64_t B = x.size(0), N = x.size(1), Dh = x.size(2) / H;
+  return ag::transpose(ag::reshape(x, {B, N, H, Dh}), 1, 2);
+}
+
+}  // namespace
+
+MhaOutput MultiheadAttention::forward(const Var& query_in, const Var& key_in, const Var& value_in,
+                                      const AttentionMasks& masks, bool need_weights, bool average) {
+  const bool bf = opts.batch_first;
+  Var query = bf ? query_in : ag::transpose(query_in, 0, 1);
+  Var key = key_in.node() == query_in.node() ? query : (bf ? key_in : ag::transpose(key_in, 0, 1));
+  Var value = value_in.node() == key_in.node() ? key : (bf ? value_in : ag::transpose(value_in, 0, 1));
+  const int64_t E = embed_dim, Ekv = num_kv_heads * head_dim;
+  ATTN_CHECK(query.dim() == 3 && query.size(2) == E, "MultiheadAttention: query ", shape_str(query_in.shape()),
+             " expected last dim ", E);
+  ATTN_CHECK(key.dim() == 3 && key.size(2) == kdim && value.dim() == 3 && value.size(2) == vdim &&
+                 key.size(0) == query.size(0) && value.size(0) == query.size(0) && key.size(1) == value.size(1),
+             "MultiheadAttention: key ", shape_str(key_in.shape()), " / value ", shape_str(value_in.shape()),
+             " do not fit query ", shape_str(query_in.shape()), " (kdim ", kdim, ", vdim ", vdim, ")");
+  const int64_t B = query.size(0), Nq = query.size(1), Nk = key.size(1);
+
+  Var q, k, v;
+  auto bias_part = [&](int64_t a, int64_t b) { return in_proj_bias.defined() ? ag::slice(in_proj_bias, 0, a, b) : Var(); };
+  if (in_proj_weight.defined() && query.node() == key.node() && key.node() == value.node()) {
+    // Self-attention: one GEMM for q, k and v.
+    auto qkv = ag::split(ag::linear(query, in_proj_weight, in_proj_bias), 2, {E, Ekv, Ekv});
+    q = qkv[0];
+    k = qkv[1];
+    v = qkv[2];
+  } else if (in_proj_weight.defined()) {
+    q = ag::linear(query, ag::slice(in_proj_weight, 0, 0, E), bias_part(0, E));
+    if (key.node() == value.node()) {
+      auto kv = ag::split(ag::linear(key, ag::slice(in_proj_weight, 0, E, E + 2 * Ekv), bias_part(E, E + 2 * Ekv)), 2,
+                          {Ekv, Ekv});
+      k = kv[0];
+      v = kv[1];
+    } else {
+      k = ag::linear(key, ag::slice(in_proj_weight, 0, E, E + Ekv), bias_part(E, E + Ekv));
+      v = ag::linear(value, ag::slice(in_proj_weight, 0, E + Ekv, E + 2 * Ekv), bias_part(E + Ekv, E + 2 * Ekv));
+    }
+  } else {
+    q = ag::linear(query, q_proj_weight, bias_part(0, E));
+    k = ag::linear(key, k_proj_weight, bias_part(E, E + Ekv));
+    v = ag::linear(value, v_proj_weight, bias_part(E + Ekv, E + 2 * Ekv));
+  }
+  Var qh = split_heads(q, num_heads), kh = split_heads(k, num_kv_heads), vh = split_heads(v, num_kv_heads);
+
+  ag::AttentionInputs in;
+  in.key_lengths = masks.key_lengths;
+  Tensor bias = combine_masks(masks, B, num_heads, Nq, Nk);
+  if (bias.defined()) in.bias = Var(bias.to(query.dtype()), false);
+  AttentionOptions ao;
+  ao.score = ScoreFn::scaled_dot;
+  ao.causal = masks.is_causal;
+  ao.need_weights = need_weights;
+  if (is_training() && opts.dropout > 0) {
+    ao.dropout = opts.dropout;
+    ao.seed = mix64(stream_.seed ^ stream_.take(1));
+  }
+  ag::AttentionResult r = ag::attention(qh, kh, vh, in, ao);
+  // [B, H, Nq, Dh] -> [B, Nq, E]
+  Var o = out_proj->forward(ag::reshape(ag::transpose(r.out, 1, 2), {B, Nq, E}));
+  MhaOutput res;
+  res.out = bf ? o : ag::transpose(o, 0, 1);
+  if (need_weights) {
+    res.weights = r.weights;
+    if (average) {
+      Tensor w = r.weights.to(DType::f32).contiguous();
+      Tensor avg = Tensor::zeros({B, Nq, Nk});
+      const float* pw = w.data<float>();
+      float* pa = avg.data<float>();
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < num_heads; ++h)
+          for (int64_t n = 0; n < Nq * Nk; ++n)
+            pa[b * Nq * Nk + n] += pw[(b * num_heads + h) * Nq * Nk + n] / static_cast<float>(num_heads);
+      res.weights = avg;
+    }
+  }
+  return res;
+}
+
+}  // namespace attn::nn

@@ -1,0 +1,82 @@
+#include "attn/nn/transformer_layer.h"
+
+#include "attn/autograd/ops.h"
+
+namespace attn::nn {
+
+namespace {
+MultiheadAttentionOptions mha_opts(const TransformerLayerOptions& o) {
+  MultiheadAttentionOptions m;
+  m.dropout = o.dropout;
+  m.batch_first = o.batch_first;
+  m.num_kv_heads = o.num_kv_heads;
+  return m;
+}
+Var activate(Activation a, const Var& x) { return a == Activation::relu ? ag::relu(x) : ag::gelu(x); }
+}  // namespace
+
+TransformerEncoderLayer::TransformerEncoderLayer(const TransformerLayerOptions& o, Rng& rng) : opts(o) {
+  // Registration order = torch's state_dict order.
+  self_attn = register_module("self_attn", std::make_shared<MultiheadAttention>(o.d_model, o.nhead, rng, mha_opts(o)));
+  linear1 = register_module("linear1", std::make_shared<Linear>(o.d_model, o.dim_feedforward, rng));
+  dropout = register_module("dropout", std::make_shared<Dropout>(o.dropout, rng));
+  linear2 = register_module("linear2", std::make_shared<Linear>(o.dim_feedforward, o.d_model, rng));
+  norm1 = register_module("norm1", std::make_shared<LayerNorm>(o.d_model, o.layer_norm_eps));
+  norm2 = register_module("norm2", std::make_shared<LayerNorm>(o.d_model, o.layer_norm_eps));
+  dropout1 = register_module("dropout1", std::make_shared<Dropout>(o.dropout, rng));
+  dropout2 = register_module("dropout2", std::make_shared<Dropout>(o.dropout, rng));
+}
+
+Var TransformerEncoderLayer::sa_block(const Var& x, const AttentionMasks& m) {
+  return dropout1->forward(self_attn->forward(x, x, x, m).out);
+}
+
+Var TransformerEncoderLayer::ff_block(const Var& x) {
+  return dropout2->forward(linear2->forward(dropout->forward(activate(opts.activation, linear1->forward(x)))));
+}
+
+Var TransformerEncoderLayer::forward(const Var& src, const AttentionMasks& m) {
+  Var x = src;
+  if (opts.norm_first) {
+    x = x + sa_block(norm1->forward(x), m);
+    return x + ff_block(norm2->forward(x));
+  }
+  x = norm1->forward(x + sa_block(x, m));
+  return norm2->forward(x + ff_block(x));
+}
+
+TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerOptions& o, Rng& rng) : opts(o) {
+  self_attn = register_module("self_attn", std::make_shared<MultiheadAttention>(o.d_model, o.nhead, rng, mha_opts(o)));
+  multihead_attn =
+      register_module("multihead_attn", std::make_shared<MultiheadAttention>(o.d_model, o.nhead, rng, mha_opts(o)));
+  linear1 = register_module("linear1", std::make_shared<Linear>(o.d_model, o.dim_feedforward, rng));
+  dropout = register_module("dropout", std::make_shared<Dropout>(o.dropout, rng));
+  linear2 = register_module("linear2", std::make_shared<Linear>(o.dim_feedforward, o.d_model, rng));
+  norm1 = register_module("norm1", std::make_shared<LayerNorm>(o.d_model, o.layer_norm_eps));
+  norm2 = register_module("norm2", std::make_shared<LayerNorm>(o.d_model, o.layer_norm_eps));
+  norm3 = register_module("norm3", std::make_shared<LayerNorm>(o.d_model, o.layer_norm_eps));
+  dropout1 = register_module("dropout1", std::make_shared<Dropout>(o.dropout, rng));
+  dropout2 = register_module("dropout2", std::make_shared<Dropout>(o.dropout, rng));
+  dropout3 = register_module("dropout3", std::make_shared<Dropout>(o.dropout, rng));
+}
+
+Var TransformerDecoderLayer::ff_block(const Var& x) {
+  return dropout3->forward(linear2->forward(dropout->forward(activate(opts.activation, linear1->forward(x)))));
+}
+
+Var TransformerDecoderLayer::forward(const Var& tgt, const Var& memory, const AttentionMasks& tm,
+                                     const AttentionMasks& mm) {
+  auto sa = [&](const Var& x) { return dropout1->forward(self_attn->forward(x, x, x, tm).out); };
+  auto ca = [&](const Var& x) { return dropout2->forward(multihead_attn->forward(x, memory, memory, mm).out); };
+  Var x = tgt;
+  if (opts.norm_first) {
+    x = x + sa(norm1->forward(x));
+    x = x + ca(norm2->forward(x));
+    return x + ff_block(norm3->forward(x));
+  }
+  x = norm1->forward(x + sa(x));
+  x = norm2->forward(x + ca(x));
+  return norm3->forward(x + ff_block(x));
+}
+
+}  // namespace attn::nn
