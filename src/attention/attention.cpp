@@ -340,6 +340,16 @@ Tensor reduce_to_bias(const Tensor& full, const Shape& bias_shape) {
   return out;
 }
 
+// Whether the forward takes the bf16 kernel: q, k and v all bf16, a dot-family score the
+// fused kernel serves, no weights asked (they are recomputed from f32 copies), and a backend
+// that allows the fused path.
+bool bf16_fused_applies(const Tensor& q, const Tensor& k, const Tensor& v, const Prepared& pr,
+                        const AttentionOptions& opts) {
+  if (q.dtype() != DType::bf16 || k.dtype() != DType::bf16 || v.dtype() != DType::bf16) return false;
+  if (opts.backend == AttentionBackend::reference || opts.need_weights) return false;
+  return pr.s.fn == ScoreFn::dot || pr.s.fn == ScoreFn::scaled_dot || pr.s.fn == ScoreFn::cosine;
+}
+
 }  // namespace
 
 AttentionOutput attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
@@ -352,9 +362,21 @@ AttentionOutput attention_forward(const Tensor& q, const Tensor& k, const Tensor
   Tensor weights;
   if (opts.need_weights) weights = Tensor::empty({p.B, p.Hq, p.Nq, p.Nk});
   set_strides(p.o_stride, out);
-  detail::run_forward(p, pr.s, pr.q.data<float>(), pr.k.data<float>(), pr.v.data<float>(),
-                      out.data<float>(), lse.data<float>(),
-                      weights.defined() ? weights.data<float>() : nullptr, opts.backend);
+  if (bf16_fused_applies(q, k, v, pr, opts)) {
+    // bf16 q, k, v go to the bf16 kernel as they are (f32 accumulation): its tiles use the
+    // CPU's bf16 dot products. The f32 copies prepare() made serve only validation.
+    const Tensor q4 = to_4d(q.contiguous()), k4 = to_4d(k.contiguous()), v4 = to_4d(v.contiguous());
+    kernels::AttentionProblem pb = p;
+    set_strides(pb.q_stride, q4);
+    set_strides(pb.k_stride, k4);
+    set_strides(pb.v_stride, v4);
+    detail::run_forward_bf16(pb, pr.s, q4.data<bf16>(), k4.data<bf16>(), v4.data<bf16>(),
+                             out.data<float>(), lse.data<float>());
+  } else {
+    detail::run_forward(p, pr.s, pr.q.data<float>(), pr.k.data<float>(), pr.v.data<float>(),
+                        out.data<float>(), lse.data<float>(),
+                        weights.defined() ? weights.data<float>() : nullptr, opts.backend);
+  }
   AttentionOutput res;
   res.out = out.view(tail(out.shape(), lead));
   res.lse = lse.view(tail(lse.shape(), lead - 1));

@@ -90,6 +90,17 @@ void run_forward(const kernels::AttentionProblem& p, const ref::ScoreParams& s, 
   }
 }
 
+void run_forward_bf16(const kernels::AttentionProblem& p, const ref::ScoreParams& s,
+                      const bf16* q, const bf16* k, const bf16* v, float* out, float* lse) {
+  kernels::AttentionProblem pc = p;
+  cpu::FlashScore score = cpu::FlashScore::dot;
+  if (s.fn == ScoreFn::cosine) {
+    score = cpu::FlashScore::cosine;
+    pc.scale = 1.0 / s.temperature;
+  }
+  cpu::flash_attention_forward_bf16(pc, q, k, v, out, lse, score);
+}
+
 // Fused CPU kernels plug in here (backward), as in run_forward.
 void run_backward(const kernels::AttentionProblem& p, const ref::ScoreParams& s, const float* q,
                   const float* k, const float* v, const float* out, const float* lse,

@@ -14,6 +14,10 @@ void run_forward(const kernels::AttentionProblem& p, const ref::ScoreParams& s, 
                  const float* k, const float* v, float* out, float* lse, float* weights,
                  AttentionBackend backend);
 
+// bf16 q, k, v (dot, scaled_dot or cosine) on the fused bf16 kernel; out and lse f32.
+void run_forward_bf16(const kernels::AttentionProblem& p, const ref::ScoreParams& s,
+                      const bf16* q, const bf16* k, const bf16* v, float* out, float* lse);
+
 // Buffers as in ref::attention_backward (gradients contiguous and overwritten).
 void run_backward(const kernels::AttentionProblem& p, const ref::ScoreParams& s, const float* q,
                   const float* k, const float* v, const float* out, const float* lse,
