@@ -311,6 +311,21 @@ TEST_F(AttendCli, GenerateIsSeededAndChecksAgainstTheReference) {
   EXPECT_EQ(r.out, "");
 }
 
+// A failed --check exits 1 with one line and writes nothing. The fused kernel accumulates in
+// f32 in another order than the double reference, so with tolerance 0 some element differs.
+TEST_F(AttendCli, FailedCheckExitsOneAndWritesNothing) {
+  RunResult r = run({"attend", "--generate", "1,2,2,64,64,32", "--backend", "fused", "--check", "--tolerance", "0",
+                     "--out", path("o.npy")});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_TRUE(contains(r.err, "attn attend: check failed: max |out - reference| = ")) << r.err;
+  EXPECT_TRUE(files().empty()) << files().front();
+  // The same run with the default tolerance passes and writes its output.
+  r = run({"attend", "--generate", "1,2,2,64,64,32", "--backend", "fused", "--check", "--out", path("o.npy")});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(fs::exists(path("o.npy")));
+}
+
 // ---- bad input: exit 2, one line on stderr naming the problem, no output file ----
 
 struct BadCase {
