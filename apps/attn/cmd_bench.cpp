@@ -14,6 +14,9 @@
 #include "cli.h"
 
 namespace attn::cli {
+
+Runner setup_bench_train(CLI::App& bench);  // cmd_bench_train.cpp: `attn bench train`
+
 namespace {
 
 struct BenchArgs {
@@ -135,13 +138,14 @@ Runner setup_bench(CLI::App& app) {
   att->add_option("--reps", args->reps, "Timed repetitions per pass (median reported; fewer for slow passes)");
   att->add_flag("--json", args->json, "One JSON object per line per shape and pass");
   att->add_flag("--quick", args->quick, "A short default set");
-  return [args, att]() -> int {
+  Runner train = setup_bench_train(app);
+  return [args, att, train]() -> int {
     if (att->parsed()) return run_bench_attention(*args);
-    return 0;
+    return train();
   };
 }
 
-ATTN_SUBCOMMAND("bench", "Benchmarks (attn bench attention --help)", setup_bench);
+ATTN_SUBCOMMAND("bench", "Benchmarks (attn bench attention|train --help)", setup_bench);
 
 }  // namespace
 }  // namespace attn::cli

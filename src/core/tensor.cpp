@@ -1,5 +1,6 @@
 #include "attn/core/tensor.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -183,6 +184,41 @@ void for_each_offset(const Shape& shape, const Shape& strides, Fn&& fn) {
     }
   }
 }
+// dst (any layout) = src (same shape and element size, any layout), element bits copied.
+template <typename E>
+void copy_strided(Tensor& dst, const Tensor& src) {
+  const Shape& shape = dst.shape();
+  const size_t nd = shape.size();
+  std::vector<int64_t> dstr(nd), sstr(nd);
+  for (size_t k = 0; k < nd; ++k) {
+    dstr[k] = dst.stride(static_cast<int64_t>(k));
+    sstr[k] = src.stride(static_cast<int64_t>(k));
+  }
+  const int64_t inner = shape[nd - 1], ds = dstr[nd - 1], ss = sstr[nd - 1];
+  if (inner == 0) return;
+  const int64_t rows = shape_numel(shape) / inner;
+  E* d = static_cast<E*>(dst.raw_data());
+  const E* s = static_cast<const E*>(src.raw_data());
+  std::vector<int64_t> idx(nd, 0);
+  int64_t od = 0, os = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (ds == 1 && ss == 1) {
+      std::memcpy(d + od, s + os, sizeof(E) * static_cast<size_t>(inner));
+    } else {
+      for (int64_t j = 0; j < inner; ++j) d[od + j * ds] = s[os + j * ss];
+    }
+    for (size_t k = nd - 1; k-- > 0;) {
+      if (++idx[k] < shape[k]) {
+        od += dstr[k];
+        os += sstr[k];
+        break;
+      }
+      od -= (shape[k] - 1) * dstr[k];
+      os -= (shape[k] - 1) * sstr[k];
+      idx[k] = 0;
+    }
+  }
+}
 }  // namespace
 
 float Tensor::get(std::initializer_list<int64_t> idx) const {
@@ -298,6 +334,16 @@ void Tensor::copy_from(const Tensor& src) {
     std::memmove(raw_data(), src.raw_data(), static_cast<size_t>(numel()) * dtype_size(dtype_));
     return;
   }
+  if (src.dtype_ == dtype_ && dim() > 0) {
+    // Same dtype, any layouts (transposes, slices): a bitwise copy row by row over the last
+    // dim — memcpy when both rows are dense — instead of the per-element gather below.
+    switch (dtype_size(dtype_)) {
+      case 2: copy_strided<uint16_t>(*this, src); return;
+      case 4: copy_strided<uint32_t>(*this, src); return;
+      case 8: copy_strided<uint64_t>(*this, src); return;
+      default: break;
+    }
+  }
   // Gather source offsets in row-major order, then scatter; handles aliasing-free copies
   // between any dtypes and layouts.
   std::vector<int64_t> src_off;
@@ -325,6 +371,10 @@ void Tensor::copy_from(const Tensor& src) {
 
 void Tensor::fill(float value) {
   void* base = raw_data();
+  if (dtype_ == DType::f32 && is_contiguous()) {
+    std::fill_n(static_cast<float*>(base), numel(), value);
+    return;
+  }
   for_each_offset(shape_, strides_, [&](int64_t off) { store_from_float(base, dtype_, off, value); });
 }
 
