@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "attn/core/error.h"
 #include "attn/data/cmudict.h"
 
 namespace {

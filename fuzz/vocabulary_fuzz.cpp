@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 
+#include "attn/core/error.h"
 #include "attn/data/vocabulary.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
