@@ -29,6 +29,11 @@
 // Sizes: every dimension of q, k and v must be at least 1; empty inputs (N = 0, D = 0, ...)
 // are rejected with attn::Error rather than given a made-up meaning.
 //
+// Non-finite inputs: with check_finite, NaN / Inf in q, k, v (and parameters, dout) throw
+// attn::Error naming the tensor and the first bad index. Without it they are not looked for and
+// the result is unspecified: no crash and no exception, outputs of the documented shapes, but
+// NaN may reach rows that cannot see the bad element (fused kernels) or be skipped (reference).
+//
 // Dropout (rate p) zeroes weights after the softmax with a counter-based RNG keyed on
 // (seed, b, h, i, j) and scales the kept ones by 1/(1-p); the same seed gives the same mask
 // on every path and thread count. lse is that of the undropped scores.
