@@ -112,10 +112,14 @@ Vocabulary Vocabulary::from_json(const std::string& text, const std::string& ori
   } catch (const nlohmann::json::exception& e) {
     fail("vocabulary: ", origin, ": not valid JSON (", e.what(), ")");
   }
-  ATTN_CHECK(j.is_object() && j.value("format", "") == "attn-vocabulary", "vocabulary: ", origin,
-             ": not an attn vocabulary (missing \"format\": \"attn-vocabulary\")");
-  ATTN_CHECK(j.value("version", 0) == 1, "vocabulary: ", origin, ": unsupported version ",
-             j.value("version", 0), " (expected 1)");
+  // Types are checked before any get/value: nlohmann throws its own type_error otherwise (found
+  // by fuzz/vocabulary_fuzz.cpp: {"format": ["x"]}).
+  ATTN_CHECK(j.is_object() && j.contains("format") && j["format"].is_string() &&
+                 j["format"].get<std::string>() == "attn-vocabulary",
+             "vocabulary: ", origin, ": not an attn vocabulary (missing \"format\": \"attn-vocabulary\")");
+  ATTN_CHECK(j.contains("version") && j["version"].is_number_integer() && j["version"].get<int64_t>() == 1,
+             "vocabulary: ", origin, ": unsupported version ", j.contains("version") ? j["version"].dump() : "(none)",
+             " (expected 1)");
   ATTN_CHECK(j.contains("unk") && j["unk"].is_boolean(), "vocabulary: ", origin,
              ": \"unk\" must be true or false");
   ATTN_CHECK(j.contains("symbols") && j["symbols"].is_array(), "vocabulary: ", origin,
