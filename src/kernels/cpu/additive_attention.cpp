@@ -11,6 +11,7 @@
 #include <hwy/highway.h>
 
 #include "kernels/cpu/attention_tiles_bwd-inl.h"
+#include "kernels/cpu/key_block_rows.h"
 
 #include <omp.h>
 
@@ -252,16 +253,9 @@ void backward_unit(const additive::Job& job, int64_t b, int64_t g, int64_t kb, f
   float* dkp_out = job.dkp + ((b * p.Hkv + g) * Nk + j0) * A;
   float* dv_out = job.dv + ((b * p.Hkv + g) * Nk + j0) * Dv;
 
-  const int64_t klen = p.key_lengths ? std::min<int64_t>(p.key_lengths[b], Nk) : Nk;
-  int64_t p_lo = std::numeric_limits<int64_t>::min() / 4, p_hi = std::numeric_limits<int64_t>::max() / 4;
-  if (p.causal) p_lo = std::max(p_lo, j0);
-  if (p.has_window) {
-    p_lo = std::max(p_lo, j0 - p.window_right);
-    p_hi = std::min(p_hi, j0 + kn - 1 + p.window_left);
-  }
-  const int64_t i_lo = std::max<int64_t>(0, p_lo - p.query_offset);
-  const int64_t i_hi = std::min<int64_t>(Nq - 1, p_hi - p.query_offset);
-  if (j0 >= klen || i_lo > i_hi) {
+  const RowRange rows = rows_seeing_key_block(p, b, j0, kn);
+  const int64_t i_lo = rows.lo, i_hi = rows.hi;
+  if (rows.empty()) {
     std::memset(dkp_out, 0, sizeof(float) * kn * A);
     std::memset(dv_out, 0, sizeof(float) * kn * Dv);
     return;
