@@ -7,6 +7,8 @@
 #include <new>
 #include <sstream>
 
+#include "attn/core/storage_cache.h"
+
 namespace attn {
 
 std::string shape_str(const Shape& s) {
@@ -33,16 +35,9 @@ Shape contiguous_strides(const Shape& s) {
   return st;
 }
 
-Storage::Storage(size_t bytes) : bytes_(bytes) {
-  // aligned_alloc needs a size that is a multiple of the alignment; never 0.
-  size_t padded = ((bytes + 63) / 64) * 64;
-  if (padded == 0) padded = 64;
-  data_ = std::aligned_alloc(64, padded);
-  if (data_ == nullptr)
-    fail("Tensor: cannot allocate ", bytes, " bytes (out of memory); try a smaller shape");
-}
+Storage::Storage(size_t bytes) : bytes_(bytes) { data_ = storage_alloc(bytes); }
 
-Storage::~Storage() { std::free(data_); }
+Storage::~Storage() { storage_free(data_, bytes_); }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype) {
   int64_t n = 1;

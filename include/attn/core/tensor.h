@@ -25,7 +25,8 @@ int64_t shape_numel(const Shape& s);
 // Row-major (C order) strides for a shape.
 Shape contiguous_strides(const Shape& s);
 
-// Raw aligned buffer. Never used directly outside Tensor.
+// Raw aligned buffer (from the storage cache, storage_cache.h). Never used directly outside
+// Tensor.
 class Storage {
  public:
   explicit Storage(size_t bytes);
