@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "attn/kernels/cpu/elementwise.h"
 #include "autograd/op_util.h"
 
 namespace attn::ag {
@@ -181,10 +182,28 @@ Var sigmoid(const Var& a) {
   return unary("sigmoid", a, [](auto x) { return 1 / (1 + std::exp(-x)); },
                [](auto, auto y) { return y * (1 - y); });
 }
-// out = max(a, 0);  da = dout * [a > 0]
+// out = max(a, 0);  da = dout * [a > 0] = dout * [out > 0]
 Var relu(const Var& a) {
-  return unary("relu", a, [](auto x) { return x > 0 ? x : decltype(x)(0); },
-               [](auto x, auto) { return x > 0 ? decltype(x)(1) : decltype(x)(0); });
+  if (a.dtype() != DType::f32)
+    return unary("relu", a, [](auto x) { return x > 0 ? x : decltype(x)(0); },
+                 [](auto x, auto) { return x > 0 ? decltype(x)(1) : decltype(x)(0); });
+  // f32: SIMD kernels; the backward reads only the output (out > 0 exactly where a > 0).
+  Tensor av = a.value().contiguous();
+  Tensor out = Tensor::empty(a.shape(), a.dtype());
+  detail::for_blocks(av.numel(), [&](int64_t b, int64_t e) {
+    cpu::relu_forward(av.data<float>() + b, out.data<float>() + b, e - b);
+  });
+  return make_result(out, "relu", {&a}, [](Node& self) {
+    Node* t = grad_target(self, 0);
+    if (!t) return;
+    const float* y = self.value.data<float>();
+    const float* g = self.grad.data<float>();
+    bool acc;
+    float* d = grad_buffer(*t, &acc).data<float>();
+    detail::for_blocks(self.value.numel(), [&](int64_t b, int64_t e) {
+      cpu::relu_backward(y + b, g + b, d + b, e - b, acc);
+    });
+  });
 }
 
 Var gelu(const Var& a, GeluApprox approx) {

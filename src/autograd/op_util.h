@@ -2,6 +2,7 @@
 // dispatch and broadcast iteration. Not part of the public API.
 #pragma once
 
+#include <algorithm>
 #include <cstring>
 #include <initializer_list>
 #include <utility>
@@ -15,6 +16,16 @@ namespace attn::ag::detail {
 // Element-wise loops split over OpenMP threads from this many elements on (each element
 // independent, so results do not depend on the thread count).
 constexpr int64_t kParallelMin = 1 << 15;
+
+// Calls f(begin, end) over [0, n) in blocks of 2^14 elements, the blocks split over OpenMP
+// threads when n >= kParallelMin (for element-wise kernels: same result for any thread count).
+template <typename F>
+void for_blocks(int64_t n, F&& f) {
+  constexpr int64_t kBlock = 1 << 14;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t b = 0; b < blocks; ++b) f(b * kBlock, std::min(n, (b + 1) * kBlock));
+}
 
 // Calls f(float{}) or f(double{}) by the dtype; other dtypes are an error naming op.
 template <typename F>

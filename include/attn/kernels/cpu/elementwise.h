@@ -1,0 +1,25 @@
+// Element-wise training kernels on raw f32 pointers (Highway SIMD, chosen once per process):
+// dropout with the counter-based hash of attn/core/rng.h, and ReLU forward/backward. Each
+// works on the range the caller hands it (no threads inside); callers split big tensors over
+// OpenMP threads. Results are bit-identical to the scalar formulas in the comments.
+#pragma once
+
+#include <cstdint>
+
+namespace attn::cpu {
+
+// Dropout of elements [0, n) whose counters are offset .. offset + n - 1:
+//   keep[i] = counter_uniform(seed, offset + i) >= p   (exactly the scalar decision)
+//   y[i] = keep[i] ? x[i] * scale : 0
+// keep is one byte (0 or 1) per element.
+void dropout_forward(const float* x, float* y, uint8_t* keep, int64_t n, uint64_t seed, uint64_t offset,
+                     double p, float scale);
+// dx[i] (+)= keep[i] ? dy[i] * scale : 0  (added when accumulate).
+void dropout_backward(const float* dy, const uint8_t* keep, float* dx, int64_t n, float scale, bool accumulate);
+
+// y = x > 0 ? x : 0
+void relu_forward(const float* x, float* y, int64_t n);
+// dx (+)= y > 0 ? dy : 0, from the forward's output y (y > 0 exactly where x > 0).
+void relu_backward(const float* y, const float* dy, float* dx, int64_t n, bool accumulate);
+
+}  // namespace attn::cpu

@@ -1,0 +1,156 @@
+// Element-wise training kernels (Highway, once per SIMD target via foreach_target.h): dropout
+// mask generation with the counter-based hash of attn/core/rng.h vectorised over 64-bit
+// lanes, and ReLU. Results are bit-identical to the scalar formulas they replace.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/elementwise.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+
+#include <hwy/highway.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "attn/core/rng.h"
+#include "attn/kernels/cpu/elementwise.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace attn::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+namespace elementwise_impl {
+
+// The top 24 bits of counter_random(seed, c) given mixed_seed = mix64(seed + golden):
+// mix64(mixed_seed ^ c * K) >> 40. mix64's last step z ^ (z >> 31) leaves bits 40..63 alone,
+// so it is skipped.
+template <class DU64, class V>
+HWY_INLINE V Hash24(DU64 du64, V c, V mixed_seed) {
+  V z = hn::Xor(c * hn::Set(du64, 0xd1b54a32d192ed03ULL), mixed_seed);
+  z = hn::Xor(z, hn::ShiftRight<30>(z)) * hn::Set(du64, 0xbf58476d1ce4e5b9ULL);
+  z = hn::Xor(z, hn::ShiftRight<27>(z)) * hn::Set(du64, 0x94d049bb133111ebULL);
+  return hn::ShiftRight<40>(z);
+}
+
+}  // namespace elementwise_impl
+
+// keep iff (r >> 40) >= thr, thr = ceil(p 2^24): the same as counter_uniform(...) >= p
+// because (r >> 40) 2^-24 is exact in float.
+void DropoutForwardImpl(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, uint8_t* HWY_RESTRICT keep,
+                        int64_t n, uint64_t seed, uint64_t offset, double p, float scale) {
+  int64_t i = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::RebindToUnsigned<decltype(df)> du32;
+  const hn::Repartition<uint64_t, decltype(df)> du64;
+  const hn::Rebind<uint8_t, decltype(di)> d8;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t half = N / 2;
+  const auto mixed_seed = hn::Set(du64, mix64(seed + 0x9e3779b97f4a7c15ULL));
+  const auto thr_minus_1 = hn::Set(di, static_cast<int32_t>(std::ceil(p * 16777216.0)) - 1);
+  const auto vscale = hn::Set(df, scale);
+  const auto one_i = hn::Set(di, 1);
+  for (; i + N <= n; i += N) {
+    const uint64_t c = offset + static_cast<uint64_t>(i);
+    const auto r0 = elementwise_impl::Hash24(du64, hn::Iota(du64, c), mixed_seed);
+    const auto r1 = elementwise_impl::Hash24(du64, hn::Iota(du64, c + static_cast<uint64_t>(half)), mixed_seed);
+    // The low 32-bit halves of the 64-bit lanes, in order: the 24-bit values as i32.
+    const auto r = hn::BitCast(di, hn::ConcatEven(du32, hn::BitCast(du32, r1), hn::BitCast(du32, r0)));
+    const auto m = hn::Gt(r, thr_minus_1);
+    // y = x * (keep * scale), as the scalar formula (x * 0 keeps the sign and NaN of x * 0).
+    const auto mult = hn::IfThenElseZero(hn::RebindMask(df, m), vscale);
+    hn::StoreU(hn::Mul(hn::LoadU(df, x + i), mult), df, y + i);
+    hn::StoreU(hn::DemoteTo(d8, hn::IfThenElseZero(m, one_i)), d8, keep + i);
+  }
+#endif
+  for (; i < n; ++i) {
+    const uint8_t kept = counter_uniform(seed, offset + static_cast<uint64_t>(i)) >= p;
+    keep[i] = kept;
+    y[i] = x[i] * (static_cast<float>(kept) * scale);
+  }
+}
+
+void DropoutBackwardImpl(const float* HWY_RESTRICT dy, const uint8_t* HWY_RESTRICT keep, float* HWY_RESTRICT dx,
+                         int64_t n, float scale, bool accumulate) {
+  int64_t i = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<uint8_t, decltype(di)> d8;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const auto vscale = hn::Set(df, scale);
+  for (; i + N <= n; i += N) {
+    const auto k = hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, keep + i)));
+    auto v = hn::Mul(hn::LoadU(df, dy + i), hn::Mul(k, vscale));
+    if (accumulate) v = hn::Add(hn::LoadU(df, dx + i), v);
+    hn::StoreU(v, df, dx + i);
+  }
+#endif
+  for (; i < n; ++i) {
+    const float v = dy[i] * (static_cast<float>(keep[i]) * scale);
+    dx[i] = accumulate ? dx[i] + v : v;
+  }
+}
+
+void ReluForwardImpl(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, int64_t n) {
+  int64_t i = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const hn::ScalableTag<float> df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const auto zero = hn::Zero(df);
+  for (; i + N <= n; i += N) {
+    const auto v = hn::LoadU(df, x + i);
+    hn::StoreU(hn::IfThenElseZero(hn::Gt(v, zero), v), df, y + i);
+  }
+#endif
+  for (; i < n; ++i) y[i] = x[i] > 0 ? x[i] : 0.f;
+}
+
+void ReluBackwardImpl(const float* HWY_RESTRICT y, const float* HWY_RESTRICT dy, float* HWY_RESTRICT dx, int64_t n,
+                      bool accumulate) {
+  int64_t i = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const hn::ScalableTag<float> df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const auto zero = hn::Zero(df);
+  const auto one = hn::Set(df, 1.f);
+  for (; i + N <= n; i += N) {
+    // dy * [y > 0] as a product, like the scalar formula (dy * 0 keeps its sign and NaN).
+    auto v = hn::Mul(hn::LoadU(df, dy + i), hn::IfThenElseZero(hn::Gt(hn::LoadU(df, y + i), zero), one));
+    if (accumulate) v = hn::Add(hn::LoadU(df, dx + i), v);
+    hn::StoreU(v, df, dx + i);
+  }
+#endif
+  for (; i < n; ++i) {
+    const float v = dy[i] * (y[i] > 0 ? 1.f : 0.f);
+    dx[i] = accumulate ? dx[i] + v : v;
+  }
+}
+
+}  // namespace attn::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace attn::cpu {
+
+HWY_EXPORT(DropoutForwardImpl);
+HWY_EXPORT(DropoutBackwardImpl);
+HWY_EXPORT(ReluForwardImpl);
+HWY_EXPORT(ReluBackwardImpl);
+
+void dropout_forward(const float* x, float* y, uint8_t* keep, int64_t n, uint64_t seed, uint64_t offset,
+                     double p, float scale) {
+  HWY_DYNAMIC_DISPATCH(DropoutForwardImpl)(x, y, keep, n, seed, offset, p, scale);
+}
+
+void dropout_backward(const float* dy, const uint8_t* keep, float* dx, int64_t n, float scale, bool accumulate) {
+  HWY_DYNAMIC_DISPATCH(DropoutBackwardImpl)(dy, keep, dx, n, scale, accumulate);
+}
+
+void relu_forward(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(ReluForwardImpl)(x, y, n); }
+
+void relu_backward(const float* y, const float* dy, float* dx, int64_t n, bool accumulate) {
+  HWY_DYNAMIC_DISPATCH(ReluBackwardImpl)(y, dy, dx, n, accumulate);
+}
+
+}  // namespace attn::cpu
+#endif  // HWY_ONCE

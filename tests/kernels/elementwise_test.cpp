@@ -1,0 +1,107 @@
+// The SIMD element-wise kernels against their scalar formulas, on every compiled target,
+// over lengths 0 .. 3 vectors + tails and odd counter offsets: results must be bit-identical.
+#include "attn/kernels/cpu/elementwise.h"
+
+#include <gtest/gtest.h>
+#include <hwy/targets.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "attn/core/rng.h"
+
+namespace attn::cpu {
+namespace {
+
+std::vector<float> test_values(int64_t n, uint64_t seed) {
+  std::vector<float> v(static_cast<size_t>(n));
+  Rng rng(seed);
+  for (auto& x : v) x = static_cast<float>(rng.normal());
+  // Special values the products must treat as the scalar formula does.
+  if (n > 3) {
+    v[1] = -0.f;
+    v[2] = std::numeric_limits<float>::infinity();
+    v[3] = std::numeric_limits<float>::quiet_NaN();
+  }
+  return v;
+}
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof(float)) == 0; }
+
+template <typename Fn>
+void for_each_target(Fn&& fn) {
+  const std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
+  ASSERT_FALSE(targets.empty());
+  for (int64_t t : targets) {
+    SCOPED_TRACE(hwy::TargetName(t));
+    hwy::SetSupportedTargetsForTest(t);
+    fn();
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
+TEST(ElementwiseKernels, DropoutMatchesScalarHashOnEveryTarget) {
+  for_each_target([] {
+    // p = 3 / 2^24 sits exactly on a representable threshold.
+    for (double p : {0.1, 0.5, 0.9, 3.0 / 16777216.0, 0.0}) {
+      for (int64_t n : {0, 1, 7, 8, 15, 16, 17, 31, 33, 64, 100}) {
+        for (uint64_t offset : {uint64_t{0}, uint64_t{5}, uint64_t{1} << 33}) {
+          const uint64_t seed = 12345 + n;
+          const auto x = test_values(n, seed);
+          std::vector<float> y(static_cast<size_t>(n), -7.f);
+          std::vector<uint8_t> keep(static_cast<size_t>(n), 9);
+          const float scale = static_cast<float>(1.0 / (1.0 - p));
+          dropout_forward(x.data(), y.data(), keep.data(), n, seed, offset, p, scale);
+          int64_t kept = 0;
+          for (int64_t i = 0; i < n; ++i) {
+            const uint8_t k = counter_uniform(seed, offset + static_cast<uint64_t>(i)) >= p;
+            ASSERT_EQ(keep[i], k) << "p " << p << " n " << n << " i " << i;
+            ASSERT_TRUE(same_bits(y[i], x[i] * (static_cast<float>(k) * scale))) << i;
+            kept += k;
+          }
+          if (n == 100 && p == 0.5) {
+            EXPECT_GT(kept, 20);
+            EXPECT_LT(kept, 80);
+          }
+          std::vector<float> dy = test_values(n, seed + 1), dx(static_cast<size_t>(n), 0.5f);
+          dropout_backward(dy.data(), keep.data(), dx.data(), n, scale, /*accumulate=*/true);
+          for (int64_t i = 0; i < n; ++i) {
+            // The compiler may fuse the multiply-add on FMA targets: either rounding is right.
+            const float m = static_cast<float>(keep[i]) * scale;
+            ASSERT_TRUE(same_bits(dx[i], 0.5f + dy[i] * m) || same_bits(dx[i], std::fma(dy[i], m, 0.5f)))
+                << i << " n " << n;
+          }
+          dropout_backward(dy.data(), keep.data(), dx.data(), n, scale, /*accumulate=*/false);
+          for (int64_t i = 0; i < n; ++i)
+            ASSERT_TRUE(same_bits(dx[i], dy[i] * (static_cast<float>(keep[i]) * scale))) << i;
+        }
+      }
+    }
+  });
+}
+
+TEST(ElementwiseKernels, ReluMatchesScalarOnEveryTarget) {
+  for_each_target([] {
+    for (int64_t n : {0, 1, 5, 16, 17, 48, 51}) {
+      for (int64_t mis : {0, 1, 3}) {  // misaligned starts
+        auto xs = test_values(n + mis, 7 + n);
+        const float* x = xs.data() + mis;
+        std::vector<float> y(static_cast<size_t>(n + mis), 3.f);
+        relu_forward(x, y.data() + mis, n);
+        for (int64_t i = 0; i < n; ++i) ASSERT_TRUE(same_bits(y[mis + i], x[i] > 0 ? x[i] : 0.f)) << i;
+        auto dy = test_values(n, 99 + n);
+        std::vector<float> dx(static_cast<size_t>(n), 0.25f);
+        relu_backward(y.data() + mis, dy.data(), dx.data(), n, /*accumulate=*/true);
+        for (int64_t i = 0; i < n; ++i)
+          ASSERT_TRUE(same_bits(dx[i], 0.25f + dy[i] * (y[mis + i] > 0 ? 1.f : 0.f))) << i;
+        relu_backward(y.data() + mis, dy.data(), dx.data(), n, /*accumulate=*/false);
+        for (int64_t i = 0; i < n; ++i) ASSERT_TRUE(same_bits(dx[i], dy[i] * (y[mis + i] > 0 ? 1.f : 0.f))) << i;
+      }
+    }
+  });
+}
+
+}  // namespace
+}  // namespace attn::cpu
