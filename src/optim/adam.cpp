@@ -1,8 +1,10 @@
 #include "attn/optim/adam.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "attn/core/error.h"
+#include "attn/kernels/cpu/elementwise.h"
 
 namespace attn::optim {
 
@@ -31,21 +33,24 @@ void Adam::update(size_t, float* p, const float* grad, int64_t n, int64_t t, std
   const double bc2 = 1.0 - std::pow(opt_.beta2, static_cast<double>(t));
   const float step_size = static_cast<float>(lr_ / bc1);
   const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-  const float b1 = static_cast<float>(opt_.beta1), b2 = static_cast<float>(opt_.beta2);
-  const float a1 = static_cast<float>(1.0 - opt_.beta1), a2 = static_cast<float>(1.0 - opt_.beta2);
-  const float eps = static_cast<float>(opt_.eps);
-  const float wd = static_cast<float>(opt_.weight_decay);
-  const float decay = static_cast<float>(1.0 - lr_ * opt_.weight_decay);
+  cpu::AdamStepScalars s;
+  s.beta1 = static_cast<float>(opt_.beta1);
+  s.beta2 = static_cast<float>(opt_.beta2);
+  s.one_minus_beta1 = static_cast<float>(1.0 - opt_.beta1);
+  s.one_minus_beta2 = static_cast<float>(1.0 - opt_.beta2);
+  s.eps = static_cast<float>(opt_.eps);
+  s.weight_decay = static_cast<float>(opt_.weight_decay);
+  s.decay = static_cast<float>(1.0 - lr_ * opt_.weight_decay);
+  s.step_size = step_size;
+  s.bc2_sqrt = bc2_sqrt;
+  s.decoupled = decoupled_;
   // Element-wise, so threads do not change the result.
+  constexpr int64_t kBlock = 1 << 14;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (n >= 65536)
-  for (int64_t j = 0; j < n; ++j) {
-    float g = grad[j];
-    if (decoupled_) p[j] *= decay;
-    else if (wd != 0) g += wd * p[j];
-    m[j] = m[j] * b1 + a1 * g;
-    v[j] = v[j] * b2 + a2 * (g * g);
-    const float denom = std::sqrt(v[j]) / bc2_sqrt + eps;
-    p[j] -= step_size * (m[j] / denom);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t j = b * kBlock, len = std::min(kBlock, n - j);
+    cpu::adam_update(p + j, grad + j, m + j, v + j, len, s);
   }
 }
 

@@ -103,5 +103,35 @@ TEST(ElementwiseKernels, ReluMatchesScalarOnEveryTarget) {
   });
 }
 
+TEST(ElementwiseKernels, AdamMatchesScalarOnEveryTarget) {
+  for_each_target([] {
+    for (bool decoupled : {false, true})
+      for (float wd : {0.f, 0.01f})
+        for (int64_t n : {1, 15, 16, 37}) {
+          AdamStepScalars s{0.9f, 0.98f, 0.1f, 0.02f, 1e-8f, wd, 1.f - 1e-3f * wd, 1e-3f / 0.19f, 0.2f, decoupled};
+          const auto pv = test_values(n + 4, 3);  // the first 4 hold special values: skipped
+          std::vector<float> p0(pv.begin() + 4, pv.end()), g = test_values(n + 4, 4), m = test_values(n + 4, 5), v(static_cast<size_t>(n));
+          g.erase(g.begin(), g.begin() + 4);
+          m.erase(m.begin(), m.begin() + 4);
+          for (int64_t j = 0; j < n; ++j) v[j] = 0.01f * static_cast<float>(j + 1);
+          std::vector<float> pk = p0, mk = m, vk = v;
+          adam_update(pk.data(), g.data(), mk.data(), vk.data(), n, s);
+          for (int64_t j = 0; j < n; ++j) {
+            // The scalar formula; the kernel may differ by fused multiply-add rounding only.
+            float gj = g[j], pj = p0[j];
+            if (decoupled) pj *= s.decay;
+            else if (wd != 0) gj += wd * pj;
+            const float mj = m[j] * s.beta1 + s.one_minus_beta1 * gj;
+            const float vj = v[j] * s.beta2 + s.one_minus_beta2 * (gj * gj);
+            pj -= s.step_size * (mj / (std::sqrt(vj) / s.bc2_sqrt + s.eps));
+            EXPECT_NEAR(mk[j], mj, 3e-7f * std::abs(mj) + 1e-30f) << j;
+            EXPECT_NEAR(vk[j], vj, 3e-7f * std::abs(vj)) << j;
+            EXPECT_NEAR(pk[j], pj, 3e-7f * std::abs(pj) + 1e-9f) << j;
+            EXPECT_NE(pk[j], p0[j]) << "the step moved the parameter";
+          }
+        }
+  });
+}
+
 }  // namespace
 }  // namespace attn::cpu

@@ -1,6 +1,6 @@
 // Element-wise training kernels (Highway, once per SIMD target via foreach_target.h): dropout
 // mask generation with the counter-based hash of attn/core/rng.h vectorised over 64-bit
-// lanes, and ReLU. Results are bit-identical to the scalar formulas they replace.
+// lanes, ReLU, and the Adam update (the scalar loop cannot vectorise: sqrtf may set errno). Results are bit-identical to the scalar formulas they replace.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/elementwise.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -126,6 +126,40 @@ void ReluBackwardImpl(const float* HWY_RESTRICT y, const float* HWY_RESTRICT dy,
   }
 }
 
+void AdamUpdateImpl(float* HWY_RESTRICT p, const float* HWY_RESTRICT grad, float* HWY_RESTRICT m,
+                    float* HWY_RESTRICT v, int64_t n, const AdamStepScalars& s) {
+  int64_t j = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const hn::ScalableTag<float> df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const auto b1 = hn::Set(df, s.beta1), b2 = hn::Set(df, s.beta2);
+  const auto a1 = hn::Set(df, s.one_minus_beta1), a2 = hn::Set(df, s.one_minus_beta2);
+  const auto eps = hn::Set(df, s.eps), wd = hn::Set(df, s.weight_decay), decay = hn::Set(df, s.decay);
+  const auto step_size = hn::Set(df, s.step_size), bc2_sqrt = hn::Set(df, s.bc2_sqrt);
+  for (; j + N <= n; j += N) {
+    auto g = hn::LoadU(df, grad + j);
+    auto pj = hn::LoadU(df, p + j);
+    if (s.decoupled) pj = hn::Mul(pj, decay);
+    else if (s.weight_decay != 0) g = hn::Add(g, hn::Mul(wd, pj));
+    const auto mj = hn::Add(hn::Mul(hn::LoadU(df, m + j), b1), hn::Mul(a1, g));
+    const auto vj = hn::Add(hn::Mul(hn::LoadU(df, v + j), b2), hn::Mul(a2, hn::Mul(g, g)));
+    const auto denom = hn::Add(hn::Div(hn::Sqrt(vj), bc2_sqrt), eps);
+    hn::StoreU(mj, df, m + j);
+    hn::StoreU(vj, df, v + j);
+    hn::StoreU(hn::Sub(pj, hn::Mul(step_size, hn::Div(mj, denom))), df, p + j);
+  }
+#endif
+  for (; j < n; ++j) {
+    float g = grad[j];
+    if (s.decoupled) p[j] *= s.decay;
+    else if (s.weight_decay != 0) g += s.weight_decay * p[j];
+    m[j] = m[j] * s.beta1 + s.one_minus_beta1 * g;
+    v[j] = v[j] * s.beta2 + s.one_minus_beta2 * (g * g);
+    const float denom = std::sqrt(v[j]) / s.bc2_sqrt + s.eps;
+    p[j] -= s.step_size * (m[j] / denom);
+  }
+}
+
 }  // namespace attn::cpu::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -136,6 +170,7 @@ HWY_EXPORT(DropoutForwardImpl);
 HWY_EXPORT(DropoutBackwardImpl);
 HWY_EXPORT(ReluForwardImpl);
 HWY_EXPORT(ReluBackwardImpl);
+HWY_EXPORT(AdamUpdateImpl);
 
 void dropout_forward(const float* x, float* y, uint8_t* keep, int64_t n, uint64_t seed, uint64_t offset,
                      double p, float scale) {
@@ -150,6 +185,10 @@ void relu_forward(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Re
 
 void relu_backward(const float* y, const float* dy, float* dx, int64_t n, bool accumulate) {
   HWY_DYNAMIC_DISPATCH(ReluBackwardImpl)(y, dy, dx, n, accumulate);
+}
+
+void adam_update(float* p, const float* grad, float* m, float* v, int64_t n, const AdamStepScalars& s) {
+  HWY_DYNAMIC_DISPATCH(AdamUpdateImpl)(p, grad, m, v, n, s);
 }
 
 }  // namespace attn::cpu

@@ -1,5 +1,6 @@
 // Element-wise training kernels on raw f32 pointers (Highway SIMD, chosen once per process):
-// dropout with the counter-based hash of attn/core/rng.h, and ReLU forward/backward. Each
+// dropout with the counter-based hash of attn/core/rng.h, ReLU forward/backward and the Adam
+// update. Each
 // works on the range the caller hands it (no threads inside); callers split big tensors over
 // OpenMP threads. Results are bit-identical to the scalar formulas in the comments.
 #pragma once
@@ -21,5 +22,21 @@ void dropout_backward(const float* dy, const uint8_t* keep, float* dx, int64_t n
 void relu_forward(const float* x, float* y, int64_t n);
 // dx (+)= y > 0 ? dy : 0, from the forward's output y (y > 0 exactly where x > 0).
 void relu_backward(const float* y, const float* dy, float* dx, int64_t n, bool accumulate);
+
+// Scalars of one Adam / AdamW step (torch 1.13 _single_tensor_adam: scalars computed in
+// double by the caller, tensor arithmetic in float).
+struct AdamStepScalars {
+  float beta1, beta2;    // b1, b2
+  float one_minus_beta1, one_minus_beta2;
+  float eps;
+  float weight_decay;    // Adam: g += wd * p
+  float decay;           // AdamW: p *= 1 - lr * wd
+  float step_size;       // lr / (1 - b1^t)
+  float bc2_sqrt;        // sqrt(1 - b2^t)
+  bool decoupled;        // AdamW
+};
+// For j < n:  g = grad[j] (+ wd p[j] for Adam);  p[j] *= decay (AdamW);
+//   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g²;  p -= step_size m / (sqrt(v) / bc2_sqrt + eps)
+void adam_update(float* p, const float* grad, float* m, float* v, int64_t n, const AdamStepScalars& s);
 
 }  // namespace attn::cpu
