@@ -49,10 +49,14 @@ void DropoutForwardImpl(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, uint
   const auto thr_minus_1 = hn::Set(di, static_cast<int32_t>(std::ceil(p * 16777216.0)) - 1);
   const auto vscale = hn::Set(df, scale);
   const auto one_i = hn::Set(di, 1);
-  for (; i + N <= n; i += N) {
-    const uint64_t c = offset + static_cast<uint64_t>(i);
-    const auto r0 = elementwise_impl::Hash24(du64, hn::Iota(du64, c), mixed_seed);
-    const auto r1 = elementwise_impl::Hash24(du64, hn::Iota(du64, c + static_cast<uint64_t>(half)), mixed_seed);
+  // Counters advanced by adds: Highway's Iota builds its vector through memory, a
+  // store-forwarding stall that cost more than the hash itself.
+  auto c0 = hn::Iota(du64, offset);
+  auto c1 = hn::Iota(du64, offset + static_cast<uint64_t>(half));
+  const auto step = hn::Set(du64, static_cast<uint64_t>(N));
+  for (; i + N <= n; i += N, c0 = hn::Add(c0, step), c1 = hn::Add(c1, step)) {
+    const auto r0 = elementwise_impl::Hash24(du64, c0, mixed_seed);
+    const auto r1 = elementwise_impl::Hash24(du64, c1, mixed_seed);
     // The low 32-bit halves of the 64-bit lanes, in order: the 24-bit values as i32.
     const auto r = hn::BitCast(di, hn::ConcatEven(du32, hn::BitCast(du32, r1), hn::BitCast(du32, r0)));
     const auto m = hn::Gt(r, thr_minus_1);
