@@ -125,12 +125,14 @@ void broadcast_loop(const Shape& out, const Shape& sa, const Shape& sb, Fn&& fn)
 template <typename T>
 void sum_to(const T* g, const Shape& from, T* dst, const Shape& to, bool accumulate) {
   const int64_t nt = shape_numel(to);
-  if (!accumulate) std::memset(static_cast<void*>(dst), 0, sizeof(T) * static_cast<size_t>(nt));
   if (from == to) {
-    const int64_t n = shape_numel(from);
-    for (int64_t i = 0; i < n; ++i) dst[i] += g[i];
+    if (accumulate)
+      for (int64_t i = 0; i < nt; ++i) dst[i] += g[i];
+    else
+      std::memcpy(static_cast<void*>(dst), g, sizeof(T) * static_cast<size_t>(nt));
     return;
   }
+  if (!accumulate) std::memset(static_cast<void*>(dst), 0, sizeof(T) * static_cast<size_t>(nt));
   Shape st = broadcast_strides(to, from);
   Shape zero(from.size(), 0);
   broadcast_loop(from, st, zero, [&](int64_t i, int64_t o, int64_t) { dst[o] += g[i]; });

@@ -2,6 +2,7 @@
 #include "attn/autograd/shape_ops.h"
 
 #include <cstring>
+#include <utility>
 
 #include "autograd/op_util.h"
 
@@ -32,7 +33,13 @@ Var transpose(const Var& a, int64_t d0, int64_t d1) {
   Tensor out = detail::contiguous(a.value().transpose(d0, d1));
   return make_result(out, "transpose", {&a}, [d0, d1](Node& self) {
     // out = a.transpose(d0, d1);  da = dout.transpose(d0, d1)
-    if (Node* t = grad_target(self, 0)) detail::accumulate(*t, detail::contiguous(self.grad.transpose(d0, d1)));
+    Node* t = grad_target(self, 0);
+    if (!t) return;
+    Tensor g = detail::contiguous(self.grad.transpose(d0, d1));  // a fresh copy, or self's grad
+    if (!t->grad.defined())
+      t->grad = std::move(g);  // self's grad is released after this: no second copy
+    else
+      detail::accumulate(*t, g);
   });
 }
 
