@@ -3,8 +3,10 @@
 
 #include <cmath>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
+#include "attn/kernels/cpu/elementwise.h"
 #include "autograd/op_util.h"
 
 namespace attn::ag {
@@ -35,6 +37,13 @@ Var layer_norm(const Var& x, const Var& weight, const Var& bias, double eps) {
     const T* pw = wv.defined() ? wv.data<T>() : nullptr;
     const T* pb = bv.defined() ? bv.data<T>() : nullptr;
     T* py = out.data<T>();
+    if constexpr (std::is_same_v<T, float>) {
+      // SIMD rows (the same formulas, double statistics); rows split over threads.
+      detail::for_row_blocks(rows, E, [&](int64_t r0, int64_t r1) {
+        cpu::layer_norm_forward(px + r0 * E, pw, pb, py + r0 * E, stats->data() + 2 * r0, r1 - r0, E, eps);
+      });
+      return;
+    }
 #pragma omp parallel for schedule(static) if (rows * E >= detail::kParallelMin)
     for (int64_t r = 0; r < rows; ++r) {
       const T* xr = px + r * E;
@@ -76,6 +85,13 @@ Var layer_norm(const Var& x, const Var& weight, const Var& bias, double eps) {
         for (int64_t j = 0; j < E; ++j) db[j] = 0;
       // dx row by row (rows independent: threads); dw, db in one serial row-major pass so
       // that their sums do not depend on the thread count.
+      if constexpr (std::is_same_v<T, float>) {
+        if (dx)
+          detail::for_row_blocks(rows, E, [&](int64_t r0, int64_t r1) {
+            cpu::layer_norm_backward_dx(px + r0 * E, pw, g + r0 * E, stats->data() + 2 * r0, dx + r0 * E, r1 - r0, E,
+                                        ax);
+          });
+      } else {
 #pragma omp parallel for schedule(static) if (dx && rows * E >= detail::kParallelMin)
       for (int64_t r = 0; r < rows; ++r) {
         if (!dx) continue;
@@ -98,6 +114,7 @@ Var layer_norm(const Var& x, const Var& weight, const Var& bias, double eps) {
           const T v = static_cast<T>(rstd * (dxh - m1 - xh * m2));
           dr[j] = ax ? dr[j] + v : v;
         }
+      }
       }
       if (dw || db)
         for (int64_t r = 0; r < rows; ++r) {

@@ -27,6 +27,16 @@ void for_blocks(int64_t n, F&& f) {
   for (int64_t b = 0; b < blocks; ++b) f(b * kBlock, std::min(n, (b + 1) * kBlock));
 }
 
+// Calls f(row_begin, row_end) over [0, rows) rows of `width` elements, in blocks split over
+// OpenMP threads when rows * width >= kParallelMin (rows independent).
+template <typename F>
+void for_row_blocks(int64_t rows, int64_t width, F&& f) {
+  const int64_t per = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(width, 1));
+  const int64_t blocks = (rows + per - 1) / per;
+#pragma omp parallel for schedule(static) if (rows * width >= kParallelMin)
+  for (int64_t b = 0; b < blocks; ++b) f(b * per, std::min(rows, (b + 1) * per));
+}
+
 // Calls f(float{}) or f(double{}) by the dtype; other dtypes are an error naming op.
 template <typename F>
 decltype(auto) dispatch(DType t, const char* op, F&& f) {

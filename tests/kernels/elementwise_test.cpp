@@ -103,6 +103,55 @@ TEST(ElementwiseKernels, ReluMatchesScalarOnEveryTarget) {
   });
 }
 
+TEST(ElementwiseKernels, LayerNormMatchesDoubleFormulaOnEveryTarget) {
+  for_each_target([] {
+    for (int64_t E : {1, 7, 16, 33, 256})
+      for (bool affine : {false, true})
+        for (bool acc : {false, true}) {
+          const int64_t rows = 3;
+          auto x = test_values(rows * E + 4, 11 + E);
+          x.erase(x.begin(), x.begin() + 4);  // no special values
+          for (int64_t i = 0; i < rows * E; ++i) x[i] = 3.f + 2.f * x[i];  // mean far from 0
+          auto w = test_values(E + 4, 12), b = test_values(E + 4, 13), dy = test_values(rows * E + 4, 14);
+          w.erase(w.begin(), w.begin() + 4);
+          b.erase(b.begin(), b.begin() + 4);
+          dy.erase(dy.begin(), dy.begin() + 4);
+          const float* pw = affine ? w.data() : nullptr;
+          const float* pb = affine ? b.data() : nullptr;
+          std::vector<float> y(static_cast<size_t>(rows * E));
+          std::vector<double> stats(static_cast<size_t>(2 * rows));
+          layer_norm_forward(x.data(), pw, pb, y.data(), stats.data(), rows, E, 1e-5);
+          std::vector<float> dx(static_cast<size_t>(rows * E), 0.5f);
+          layer_norm_backward_dx(x.data(), pw, dy.data(), stats.data(), dx.data(), rows, E, acc);
+          for (int64_t r = 0; r < rows; ++r) {
+            // The formulas in double, summed in order.
+            double mu = 0, var = 0, m1 = 0, m2 = 0;
+            for (int64_t j = 0; j < E; ++j) mu += x[r * E + j];
+            mu /= static_cast<double>(E);
+            for (int64_t j = 0; j < E; ++j) var += (x[r * E + j] - mu) * (x[r * E + j] - mu);
+            const double rstd = 1.0 / std::sqrt(var / static_cast<double>(E) + 1e-5);
+            EXPECT_NEAR(stats[2 * r], mu, 1e-12 * std::abs(mu));
+            EXPECT_NEAR(stats[2 * r + 1], rstd, 1e-12 * rstd);
+            for (int64_t j = 0; j < E; ++j) {
+              const double xh = (x[r * E + j] - mu) * rstd;
+              const double dxh = dy[r * E + j] * (affine ? w[j] : 1.0);
+              m1 += dxh / static_cast<double>(E);
+              m2 += dxh * xh / static_cast<double>(E);
+              const double yr = affine ? xh * w[j] + b[j] : xh;
+              EXPECT_NEAR(y[r * E + j], yr, 2e-7 * std::abs(yr) + 1e-12) << "E " << E << " j " << j;
+            }
+            for (int64_t j = 0; j < E; ++j) {
+              const double xh = (x[r * E + j] - mu) * rstd;
+              const double dxh = dy[r * E + j] * (affine ? w[j] : 1.0);
+              const double d = rstd * (dxh - m1 - xh * m2) + (acc ? 0.5 : 0.0);
+              EXPECT_NEAR(dx[r * E + j], d, 4e-7 * (std::abs(d) + rstd * (std::abs(dxh) + std::abs(m1))) + 1e-12)
+                  << "E " << E << " j " << j;
+            }
+          }
+        }
+  });
+}
+
 TEST(ElementwiseKernels, AdamMatchesScalarOnEveryTarget) {
   for_each_target([] {
     for (bool decoupled : {false, true})

@@ -1,6 +1,6 @@
 // Element-wise training kernels (Highway, once per SIMD target via foreach_target.h): dropout
 // mask generation with the counter-based hash of attn/core/rng.h vectorised over 64-bit
-// lanes, ReLU, and the Adam update (the scalar loop cannot vectorise: sqrtf may set errno). Results are bit-identical to the scalar formulas they replace.
+// lanes, ReLU, layer norm rows (double accumulators) and the Adam update (the scalar loop cannot vectorise: sqrtf may set errno). Results are bit-identical to the scalar formulas they replace.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/elementwise.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -130,6 +130,124 @@ void ReluBackwardImpl(const float* HWY_RESTRICT y, const float* HWY_RESTRICT dy,
   }
 }
 
+// Layer norm rows with double accumulators (as the scalar code, in a different order: sums
+// agree to ~1e-16 relative, far below f32 rounding).
+void LayerNormForwardImpl(const float* HWY_RESTRICT x, const float* HWY_RESTRICT w, const float* HWY_RESTRICT b,
+                          float* HWY_RESTRICT y, double* HWY_RESTRICT stats, int64_t rows, int64_t E, double eps) {
+#if HWY_TARGET != HWY_SCALAR
+  const hn::ScalableTag<double> dd;
+  const hn::Rebind<float, decltype(dd)> dfh;  // half-width float vectors
+  const int64_t N = static_cast<int64_t>(hn::Lanes(dd));
+#endif
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * E;
+    float* yr = y + r * E;
+    int64_t j = 0;
+    double mu = 0, var = 0;
+#if HWY_TARGET != HWY_SCALAR
+    auto s0 = hn::Zero(dd), s1 = hn::Zero(dd);
+    for (; j + 2 * N <= E; j += 2 * N) {
+      s0 = hn::Add(s0, hn::PromoteTo(dd, hn::LoadU(dfh, xr + j)));
+      s1 = hn::Add(s1, hn::PromoteTo(dd, hn::LoadU(dfh, xr + j + N)));
+    }
+    mu = hn::GetLane(hn::SumOfLanes(dd, hn::Add(s0, s1)));
+#endif
+    for (; j < E; ++j) mu += xr[j];
+    mu /= static_cast<double>(E);
+    j = 0;
+#if HWY_TARGET != HWY_SCALAR
+    const auto vmu = hn::Set(dd, mu);
+    s0 = hn::Zero(dd);
+    s1 = hn::Zero(dd);
+    for (; j + 2 * N <= E; j += 2 * N) {
+      const auto d0 = hn::Sub(hn::PromoteTo(dd, hn::LoadU(dfh, xr + j)), vmu);
+      const auto d1 = hn::Sub(hn::PromoteTo(dd, hn::LoadU(dfh, xr + j + N)), vmu);
+      s0 = hn::Add(s0, hn::Mul(d0, d0));
+      s1 = hn::Add(s1, hn::Mul(d1, d1));
+    }
+    var = hn::GetLane(hn::SumOfLanes(dd, hn::Add(s0, s1)));
+#endif
+    for (; j < E; ++j) var += (xr[j] - mu) * (xr[j] - mu);
+    var /= static_cast<double>(E);
+    const double rstd = 1.0 / std::sqrt(var + eps);
+    stats[2 * r] = mu;
+    stats[2 * r + 1] = rstd;
+    j = 0;
+#if HWY_TARGET != HWY_SCALAR
+    const auto vrstd = hn::Set(dd, rstd);
+    for (; j + N <= E; j += N) {
+      auto v = hn::Mul(hn::Sub(hn::PromoteTo(dd, hn::LoadU(dfh, xr + j)), vmu), vrstd);
+      if (w) v = hn::Mul(v, hn::PromoteTo(dd, hn::LoadU(dfh, w + j)));
+      if (b) v = hn::Add(v, hn::PromoteTo(dd, hn::LoadU(dfh, b + j)));
+      hn::StoreU(hn::DemoteTo(dfh, v), dfh, yr + j);
+    }
+#endif
+    for (; j < E; ++j) {
+      double v = (xr[j] - mu) * rstd;
+      if (w) v *= w[j];
+      if (b) v += b[j];
+      yr[j] = static_cast<float>(v);
+    }
+  }
+}
+
+void LayerNormBackwardDxImpl(const float* HWY_RESTRICT x, const float* HWY_RESTRICT w, const float* HWY_RESTRICT dy,
+                             const double* HWY_RESTRICT stats, float* HWY_RESTRICT dx, int64_t rows, int64_t E,
+                             bool accumulate) {
+#if HWY_TARGET != HWY_SCALAR
+  const hn::ScalableTag<double> dd;
+  const hn::Rebind<float, decltype(dd)> dfh;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(dd));
+#endif
+  for (int64_t r = 0; r < rows; ++r) {
+    const double mu = stats[2 * r], rstd = stats[2 * r + 1];
+    const float* xr = x + r * E;
+    const float* gr = dy + r * E;
+    float* dr = dx + r * E;
+    double m1 = 0, m2 = 0;
+    int64_t j = 0;
+#if HWY_TARGET != HWY_SCALAR
+    const auto vmu = hn::Set(dd, mu), vrstd = hn::Set(dd, rstd);
+    auto a1 = hn::Zero(dd), a2 = hn::Zero(dd);
+    for (; j + N <= E; j += N) {
+      const auto xh = hn::Mul(hn::Sub(hn::PromoteTo(dd, hn::LoadU(dfh, xr + j)), vmu), vrstd);
+      auto dxh = hn::PromoteTo(dd, hn::LoadU(dfh, gr + j));
+      if (w) dxh = hn::Mul(dxh, hn::PromoteTo(dd, hn::LoadU(dfh, w + j)));
+      a1 = hn::Add(a1, dxh);
+      a2 = hn::Add(a2, hn::Mul(dxh, xh));
+    }
+    m1 = hn::GetLane(hn::SumOfLanes(dd, a1));
+    m2 = hn::GetLane(hn::SumOfLanes(dd, a2));
+#endif
+    for (; j < E; ++j) {
+      const double xh = (xr[j] - mu) * rstd;
+      const double dxh = w ? gr[j] * static_cast<double>(w[j]) : gr[j];
+      m1 += dxh;
+      m2 += dxh * xh;
+    }
+    m1 /= static_cast<double>(E);
+    m2 /= static_cast<double>(E);
+    j = 0;
+#if HWY_TARGET != HWY_SCALAR
+    const auto vm1 = hn::Set(dd, m1), vm2 = hn::Set(dd, m2);
+    for (; j + N <= E; j += N) {
+      const auto xh = hn::Mul(hn::Sub(hn::PromoteTo(dd, hn::LoadU(dfh, xr + j)), vmu), vrstd);
+      auto dxh = hn::PromoteTo(dd, hn::LoadU(dfh, gr + j));
+      if (w) dxh = hn::Mul(dxh, hn::PromoteTo(dd, hn::LoadU(dfh, w + j)));
+      auto v = hn::DemoteTo(dfh, hn::Mul(vrstd, hn::Sub(hn::Sub(dxh, vm1), hn::Mul(xh, vm2))));
+      if (accumulate) v = hn::Add(hn::LoadU(dfh, dr + j), v);
+      hn::StoreU(v, dfh, dr + j);
+    }
+#endif
+    for (; j < E; ++j) {
+      const double xh = (xr[j] - mu) * rstd;
+      const double dxh = w ? gr[j] * static_cast<double>(w[j]) : gr[j];
+      const float v = static_cast<float>(rstd * (dxh - m1 - xh * m2));
+      dr[j] = accumulate ? dr[j] + v : v;
+    }
+  }
+}
+
 void AdamUpdateImpl(float* HWY_RESTRICT p, const float* HWY_RESTRICT grad, float* HWY_RESTRICT m,
                     float* HWY_RESTRICT v, int64_t n, const AdamStepScalars& s) {
   int64_t j = 0;
@@ -175,6 +293,8 @@ HWY_EXPORT(DropoutBackwardImpl);
 HWY_EXPORT(ReluForwardImpl);
 HWY_EXPORT(ReluBackwardImpl);
 HWY_EXPORT(AdamUpdateImpl);
+HWY_EXPORT(LayerNormForwardImpl);
+HWY_EXPORT(LayerNormBackwardDxImpl);
 
 void dropout_forward(const float* x, float* y, uint8_t* keep, int64_t n, uint64_t seed, uint64_t offset,
                      double p, float scale) {
@@ -189,6 +309,16 @@ void relu_forward(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Re
 
 void relu_backward(const float* y, const float* dy, float* dx, int64_t n, bool accumulate) {
   HWY_DYNAMIC_DISPATCH(ReluBackwardImpl)(y, dy, dx, n, accumulate);
+}
+
+void layer_norm_forward(const float* x, const float* w, const float* b, float* y, double* stats, int64_t rows,
+                        int64_t E, double eps) {
+  HWY_DYNAMIC_DISPATCH(LayerNormForwardImpl)(x, w, b, y, stats, rows, E, eps);
+}
+
+void layer_norm_backward_dx(const float* x, const float* w, const float* dy, const double* stats, float* dx,
+                            int64_t rows, int64_t E, bool accumulate) {
+  HWY_DYNAMIC_DISPATCH(LayerNormBackwardDxImpl)(x, w, dy, stats, dx, rows, E, accumulate);
 }
 
 void adam_update(float* p, const float* grad, float* m, float* v, int64_t n, const AdamStepScalars& s) {

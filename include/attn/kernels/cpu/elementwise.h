@@ -1,6 +1,6 @@
 // Element-wise training kernels on raw f32 pointers (Highway SIMD, chosen once per process):
-// dropout with the counter-based hash of attn/core/rng.h, ReLU forward/backward and the Adam
-// update. Each
+// dropout with the counter-based hash of attn/core/rng.h, ReLU forward/backward, layer norm
+// and the Adam update. Each
 // works on the range the caller hands it (no threads inside); callers split big tensors over
 // OpenMP threads. Results are bit-identical to the scalar formulas in the comments.
 #pragma once
@@ -22,6 +22,15 @@ void dropout_backward(const float* dy, const uint8_t* keep, float* dx, int64_t n
 void relu_forward(const float* x, float* y, int64_t n);
 // dx (+)= y > 0 ? dy : 0, from the forward's output y (y > 0 exactly where x > 0).
 void relu_backward(const float* y, const float* dy, float* dx, int64_t n, bool accumulate);
+
+// Layer norm over the last dim of x: [rows, E] (Ba et al. 2016), statistics in double:
+//   mu = mean(x), rstd = 1 / sqrt(var(x) + eps), y = (x - mu) rstd w + b  (w, b may be null)
+// stats[2 r] = mu, stats[2 r + 1] = rstd of row r.
+void layer_norm_forward(const float* x, const float* w, const float* b, float* y, double* stats, int64_t rows,
+                        int64_t E, double eps);
+// dx (+)= rstd (dxh - mean(dxh) - xh mean(dxh xh)), xh = (x - mu) rstd, dxh = dy w (w may be null).
+void layer_norm_backward_dx(const float* x, const float* w, const float* dy, const double* stats, float* dx,
+                            int64_t rows, int64_t E, bool accumulate);
 
 // Scalars of one Adam / AdamW step (torch 1.13 _single_tensor_adam: scalars computed in
 // double by the caller, tensor arithmetic in float).
