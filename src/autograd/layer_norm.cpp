@@ -121,10 +121,10 @@ Var layer_norm(const Var& x, const Var& weight, const Var& bias, double eps) {
           const double mu = (*stats)[2 * r], rstd = (*stats)[2 * r + 1];
           const T* xr = px + r * E;
           const T* gr = g + r * E;
-          for (int64_t j = 0; j < E; ++j) {
-            if (dw) dw[j] += static_cast<T>(gr[j] * ((xr[j] - mu) * rstd));
-            if (db) db[j] += gr[j];
-          }
+          if (dw)  // separate loops without branches inside, so that they vectorise
+            for (int64_t j = 0; j < E; ++j) dw[j] += static_cast<T>(gr[j] * ((xr[j] - mu) * rstd));
+          if (db)
+            for (int64_t j = 0; j < E; ++j) db[j] += gr[j];
         }
     });
   });

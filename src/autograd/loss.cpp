@@ -30,7 +30,8 @@ Var cross_entropy(const Var& logits, const Tensor& targets, int64_t ignore_index
   }
   Tensor lv = logits.value().contiguous();
   // log-softmax rows, kept for the backward (softmax = exp).
-  auto logp = std::make_shared<std::vector<double>>(static_cast<size_t>(N * C));
+  // (a Tensor, so its storage comes from the cache: no fresh pages every step)
+  auto logp = std::make_shared<Tensor>(Tensor::empty({N, C}, DType::f64));
   double total = 0;
   dispatch(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
@@ -43,7 +44,7 @@ Var cross_entropy(const Var& logits, const Tensor& targets, int64_t ignore_index
       double s = 0;
       for (int64_t c = 0; c < C; ++c) s += std::exp(r[c] - m);
       const double lse = m + std::log(s);
-      double* lp = logp->data() + i * C;
+      double* lp = logp->data<double>() + i * C;
       double sum_lp = 0;
       for (int64_t c = 0; c < C; ++c) {
         lp[c] = r[c] - lse;
@@ -73,7 +74,7 @@ Var cross_entropy(const Var& logits, const Tensor& targets, int64_t ignore_index
             for (int64_t c = 0; c < C; ++c) dr[c] = 0;
           continue;
         }
-        const double* lp = logp->data() + i * C;
+        const double* lp = logp->data<double>() + i * C;
         for (int64_t c = 0; c < C; ++c) {
           double v = std::exp(lp[c]) - eps / static_cast<double>(C) - (c == tp[i] ? 1 - eps : 0.0);
           T tv2 = static_cast<T>(gl * v);
