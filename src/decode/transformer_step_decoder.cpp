@@ -104,8 +104,7 @@ std::pair<Tensor, Tensor> TransformerStepDecoder::step(const Tensor& prev_tokens
   Var logits;  // [N, V]
   Tensor weights;  // [N, H, S]
   if (options_.use_cache) {
-    logits = model_.decode_next(prev_tokens, cache_, &w);
-    weights = w[layer_];
+    logits = model_.decode_next(prev_tokens, cache_, &weights, layer_);
   } else {
     prefix_ = append_column(prefix_, prev_tokens);
     // Every fed token is real (finished rows are fed <eos>): causal masking only.

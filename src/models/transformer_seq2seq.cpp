@@ -286,24 +286,27 @@ TransformerDecoderCache TransformerSeq2Seq::start_decoding(const EncoderState& e
   return c;
 }
 
-Var TransformerSeq2Seq::decode_next(const Tensor& prev_tokens, TransformerDecoderCache& cache,
-                                    std::vector<Tensor>* cross_weights) {
+Var TransformerSeq2Seq::decode_next(const Tensor& prev_tokens, TransformerDecoderCache& cache, Tensor* cross_weights,
+                                    int64_t weights_layer) {
   ag::NoGradGuard no_grad;
   ATTN_CHECK(prev_tokens.defined() && prev_tokens.dtype() == DType::i32 && prev_tokens.dim() == 1,
              "TransformerSeq2Seq.decode_next: prev_tokens must be i32 [N], got ",
              prev_tokens.defined() ? shape_str(prev_tokens.shape()) : std::string("undefined"));
-  const int64_t N = prev_tokens.size(0);
-  ATTN_CHECK(cache.layers.size() == tf->decoder->layers.size() && (cache.layers.empty() || cache.rows() == N),
+  const int64_t N = prev_tokens.size(0), L = static_cast<int64_t>(tf->decoder->layers.size());
+  ATTN_CHECK(static_cast<int64_t>(cache.layers.size()) == L && (L == 0 || cache.rows() == N),
              "TransformerSeq2Seq.decode_next: prev_tokens ", shape_str(prev_tokens.shape()), " do not fit a cache of ",
              cache.rows(), " rows and ", cache.layers.size(), " layers");
   ATTN_CHECK(cache.length < opts.max_len, "TransformerSeq2Seq.decode_next: position ", cache.length,
              " reaches max_len ", opts.max_len);
+  if (weights_layer < 0) weights_layer += L;
+  ATTN_CHECK(!cross_weights || (weights_layer >= 0 && weights_layer < L), "TransformerSeq2Seq.decode_next: weights_layer ",
+             weights_layer, " outside the ", L, " decoder layers");
   Var x = embed(*tgt_emb, prev_tokens.reshape({N, 1}), cache.length);  // [N, 1, E]
-  if (cross_weights) cross_weights->assign(cache.layers.size(), Tensor());
-  for (size_t i = 0; i < cache.layers.size(); ++i) {
+  for (int64_t i = 0; i < L; ++i) {
+    const bool want = cross_weights && i == weights_layer;
     Tensor w;
-    x = tf->decoder->layers[i]->forward_step(x, cache.layers[i], cross_weights ? &w : nullptr);
-    if (cross_weights) (*cross_weights)[i] = w.reshape({N, w.size(1), w.size(3)});  // [N, H, S]
+    x = tf->decoder->layers[i]->forward_step(x, cache.layers[i], want ? &w : nullptr);
+    if (want) *cross_weights = w.reshape({N, w.size(1), w.size(3)});  // [N, H, S]
   }
   ++cache.length;
   Var logits = out->forward(tf->decoder->norm->forward(x));  // [N, 1, V]

@@ -1,10 +1,12 @@
 #include "attn/nn/multihead_attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
 #include <tuple>
 
+#include "attn/attention/attention.h"
 #include "attn/autograd/ops.h"
 
 namespace attn::nn {
@@ -79,6 +81,8 @@ Tensor combine_masks(const AttentionMasks& m, int64_t B, int64_t H, int64_t Nq, 
   return bias;
 }
 
+Tensor average_heads(const Tensor& weights);
+
 // [B, N, H*Dh] -> [B, H, N, Dh]
 Var split_heads(const Var& x, int64_t H) {
   const int64_t B = x.size(0), N = x.size(1), Dh = x.size(2) / H;
@@ -127,20 +131,7 @@ MhaOutput MultiheadAttention::attend(const Var& qh, const Var& kh, const Var& vh
   Var o = out_proj->forward(ag::reshape(ag::transpose(r.out, 1, 2), {B, Nq, E}));
   MhaOutput res;
   res.out = opts.batch_first ? o : ag::transpose(o, 0, 1);
-  if (need_weights) {
-    res.weights = r.weights;
-    if (average) {
-      Tensor w = r.weights.to(DType::f32).contiguous();
-      Tensor avg = Tensor::zeros({B, Nq, Nk});
-      const float* pw = w.data<float>();
-      float* pa = avg.data<float>();
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t h = 0; h < num_heads; ++h)
-          for (int64_t n = 0; n < Nq * Nk; ++n)
-            pa[b * Nq * Nk + n] += pw[(b * num_heads + h) * Nq * Nk + n] / static_cast<float>(num_heads);
-      res.weights = avg;
-    }
-  }
+  if (need_weights) res.weights = average ? average_heads(r.weights) : r.weights;
   return res;
 }
 
@@ -173,6 +164,30 @@ MhaOutput MultiheadAttention::forward(const Var& query_in, const Var& key_in, co
                 need_weights, average);
 }
 
+namespace {
+
+// w: [B, H, Nq, Nk] -> mean over heads [B, Nq, Nk] (f32).
+Tensor average_heads(const Tensor& weights) {
+  const Tensor w = weights.to(DType::f32).contiguous();
+  const int64_t B = w.size(0), H = w.size(1), M = w.size(2) * w.size(3);
+  Tensor avg = Tensor::zeros({B, w.size(2), w.size(3)});
+  const float* pw = w.data<float>();
+  float* pa = avg.data<float>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t n = 0; n < M; ++n) pa[b * M + n] += pw[(b * H + h) * M + n] / static_cast<float>(H);
+  return avg;
+}
+
+// x: [N, 1, H*Dh] -> contiguous copy viewed as [N, H, 1, Dh] (a strided view; its last dim is
+// contiguous, which is all the fused kernels need).
+Tensor step_heads(const Var& x, int64_t H) {
+  const Tensor c = x.value().to(DType::f32).contiguous();
+  return c.view({c.size(0), 1, H, c.size(2) / H}).transpose(1, 2);
+}
+
+}  // namespace
+
 KvCache MultiheadAttention::project_kv(const Var& key_in, const Var& value_in, const Tensor& key_lengths) {
   ag::NoGradGuard no_grad;
   const bool bf = opts.batch_first;
@@ -188,8 +203,9 @@ KvCache MultiheadAttention::project_kv(const Var& key_in, const Var& value_in, c
              "MultiheadAttention.project_kv: key_lengths ", shape_str(key_lengths.shape()), " expected i32 [", B, "]");
   auto [k, v] = project_kv_vars(key, value);
   KvCache c;
-  c.k = split_heads(k, num_kv_heads).value().contiguous();
-  c.v = split_heads(v, num_kv_heads).value().contiguous();
+  c.k = split_heads(k, num_kv_heads).value().to(DType::f32).contiguous();
+  c.v = split_heads(v, num_kv_heads).value().to(DType::f32).contiguous();
+  c.length = key.size(1);
   if (key_lengths.defined()) c.key_lengths = key_lengths.contiguous();
   return c;
 }
@@ -218,41 +234,63 @@ MhaOutput MultiheadAttention::forward_step(const Var& query_in, KvCache& cache, 
       q = project_q(query);
       std::tie(k, v) = project_kv_vars(query, query);
     }
-    // [N, Hkv, 1, Dh] appended along the key axis. Copying the past keys is O(L) per step,
-    // the same order as the attention itself.
-    Var kh = split_heads(k, num_kv_heads), vh = split_heads(v, num_kv_heads);
-    if (cache.rows() == 0) {
-      cache.k = kh.value().contiguous();
-      cache.v = vh.value().contiguous();
-    } else {
-      cache.k = ag::concat({Var(cache.k, false), kh}, 2).value();
-      cache.v = ag::concat({Var(cache.v, false), vh}, 2).value();
+    const int64_t L = cache.length, capacity = cache.rows() == 0 ? 0 : cache.k.size(2);
+    if (L == capacity) {  // grow: double the capacity, keep the first L positions
+      const int64_t cap = std::max<int64_t>(16, 2 * capacity);
+      Tensor nk = Tensor::empty({N, num_kv_heads, cap, head_dim}), nv = Tensor::empty({N, num_kv_heads, cap, head_dim});
+      if (L > 0) {
+        nk.slice(2, 0, L).copy_from(cache.keys());
+        nv.slice(2, 0, L).copy_from(cache.values());
+      }
+      cache.k = nk;
+      cache.v = nv;
     }
+    cache.k.slice(2, L, L + 1).copy_from(step_heads(k, num_kv_heads));
+    cache.v.slice(2, L, L + 1).copy_from(step_heads(v, num_kv_heads));
+    cache.length = L + 1;
   } else {
-    ATTN_CHECK(cache.length() > 0, "MultiheadAttention.forward_step: empty cache without append");
+    ATTN_CHECK(cache.length > 0, "MultiheadAttention.forward_step: empty cache without append");
     q = project_q(query);
   }
-  AttentionMasks m;
-  m.key_lengths = cache.key_lengths;
   // The single query is the newest position: every cached key is visible (no causal mask).
-  return attend(split_heads(q, num_heads), Var(cache.k, false), Var(cache.v, false), m, need_weights, average);
+  // The fused kernel reads the cache views in place.
+  AttentionExtras ex;
+  ex.key_lengths = cache.key_lengths;
+  AttentionOptions ao;
+  ao.score = ScoreFn::scaled_dot;
+  ao.need_weights = need_weights;
+  AttentionOutput r = attention_forward(step_heads(q, num_heads), cache.keys(), cache.values(), ex, ao);
+  // r.out [N, H, 1, Dh] is laid out as [N, 1, E].
+  Var o = out_proj->forward(Var(r.out.view({N, 1, E}).to(query.dtype()), false));
+  MhaOutput res;
+  res.out = opts.batch_first ? o : ag::transpose(o, 0, 1);
+  if (need_weights) res.weights = average ? average_heads(r.weights) : r.weights;
+  return res;
 }
 
 void KvCache::reorder(const Tensor& rows) {
-  ag::NoGradGuard no_grad;
   ATTN_CHECK(rows.defined() && rows.dtype() == DType::i32 && rows.dim() == 1, "KvCache.reorder: rows must be i32 [M], got ",
              rows.defined() ? shape_str(rows.shape()) : std::string("undefined"));
   if (!k.defined()) return;  // nothing cached yet (a self-attention cache before the first step)
   const Tensor r = rows.contiguous();
   const int32_t* pr = r.data<int32_t>();
-  for (int64_t i = 0; i < r.numel(); ++i)
-    ATTN_CHECK(pr[i] >= 0 && pr[i] < this->rows(), "KvCache.reorder: row ", pr[i], " outside [0, ", this->rows(), ")");
-  k = ag::index_select(Var(k, false), r).value();
-  v = ag::index_select(Var(v, false), r).value();
+  const int64_t M = r.numel(), N = this->rows();
+  for (int64_t i = 0; i < M; ++i)
+    ATTN_CHECK(pr[i] >= 0 && pr[i] < N, "KvCache.reorder: row ", pr[i], " outside [0, ", N, ")");
+  // Gather the valid positions of every row into a buffer of the same capacity.
+  Shape shape = k.shape();
+  shape[0] = M;
+  Tensor nk = Tensor::empty(shape), nv = Tensor::empty(shape);
+  for (int64_t i = 0; i < M; ++i) {
+    nk.select(0, i).slice(1, 0, length).copy_from(k.select(0, pr[i]).slice(1, 0, length));
+    nv.select(0, i).slice(1, 0, length).copy_from(v.select(0, pr[i]).slice(1, 0, length));
+  }
+  k = nk;
+  v = nv;
   if (key_lengths.defined()) {
-    Tensor kl = Tensor::empty({r.numel()}, DType::i32);
+    Tensor kl = Tensor::empty({M}, DType::i32);
     const Tensor old = key_lengths.contiguous();
-    for (int64_t i = 0; i < r.numel(); ++i) kl.data<int32_t>()[i] = old.data<int32_t>()[pr[i]];
+    for (int64_t i = 0; i < M; ++i) kl.data<int32_t>()[i] = old.data<int32_t>()[pr[i]];
     key_lengths = kl;
   }
 }

@@ -35,7 +35,7 @@ TEST(KvCache, SelfAttentionStepsEqualCausalForward) {
       o.num_kv_heads = kv;
       MultiheadAttention mha(16, 4, rng, o);
       mha.eval();
-      const int64_t B = 3, T = 5;
+      const int64_t B = 3, T = 20;  // past the first capacity (16): the cache grows once
       Var x = f32({B, T, 16}, rng);  // batch first
       Var xin = bf ? x : ag::transpose(x, 0, 1);
       AttentionMasks causal;
@@ -47,13 +47,13 @@ TEST(KvCache, SelfAttentionStepsEqualCausalForward) {
         MhaOutput s = mha.forward_step(position(x, t, bf), cache, true, true, false);
         const std::string what = std::string(bf ? "batch_first" : "seq_first") + " kv " + std::to_string(kv) +
                                  " step " + std::to_string(t);
-        ASSERT_EQ(cache.length(), t + 1) << what;
+        ASSERT_EQ(cache.length, t + 1) << what;
         Tensor out = (bf ? s.out : ag::transpose(s.out, 0, 1)).value();  // [B, 1, E]
         expect_close(out, ref.slice(1, t, t + 1), 1e-5, 1e-5, what);
         ASSERT_EQ(s.weights.shape(), (Shape{B, 4, 1, t + 1})) << what;
         expect_close(s.weights, full.weights.slice(2, t, t + 1).slice(3, 0, t + 1), 1e-6, 1e-5, what + " weights");
       }
-      EXPECT_EQ(cache.k.shape(), (Shape{B, kv == 0 ? 4 : kv, T, 4}));
+      EXPECT_EQ(cache.keys().shape(), (Shape{B, kv == 0 ? 4 : kv, T, 4}));
     }
 }
 
@@ -70,12 +70,12 @@ TEST(KvCache, CrossAttentionWithKdimVdimAndKeyLengths) {
   m.key_lengths = lengths;
   MhaOutput full = mha.forward(q, mem_k, mem_v, m, true);
   KvCache cache = mha.project_kv(mem_k, mem_v, lengths);
-  ASSERT_EQ(cache.k.shape(), (Shape{2, 2, 4, 4}));
+  ASSERT_EQ(cache.keys().shape(), (Shape{2, 2, 4, 4}));
   MhaOutput step = mha.forward_step(q, cache, false, true);
   expect_close(step.out.value(), full.out.value(), 1e-6, 1e-5, "out");
   expect_close(step.weights, full.weights, 1e-6, 1e-5, "weights");
   EXPECT_EQ(step.weights.get({1, 0, 3}), 0.f);
-  EXPECT_EQ(cache.length(), 4);  // unchanged
+  EXPECT_EQ(cache.length, 4);  // unchanged
   // Appending needs kdim = vdim = E; an empty cache cannot be attended.
   EXPECT_THROW(mha.forward_step(q, cache, true), Error);
   KvCache empty;
@@ -92,12 +92,15 @@ TEST(KvCache, ReorderGathersRows) {
   KvCache c;
   for (int64_t t = 0; t < 3; ++t) mha.forward_step(ag::slice(x, 1, t, t + 1), c, true);
   c.key_lengths = Tensor::from_vector_i32({3, 2}, {2});
-  const Tensor k = c.k.clone();
+  const Tensor k = c.keys().clone(), v = c.values().clone();
   c.reorder(Tensor::from_vector_i32({1, 1, 0}, {3}));
-  ASSERT_EQ(c.k.shape(), (Shape{3, 2, 3, 4}));
-  expect_close(c.k.select(0, 0), k.select(0, 1), 0, 0, "row 0");
-  expect_close(c.k.select(0, 1), k.select(0, 1), 0, 0, "row 1");
-  expect_close(c.k.select(0, 2), k.select(0, 0), 0, 0, "row 2");
+  ASSERT_EQ(c.keys().shape(), (Shape{3, 2, 3, 4}));
+  ASSERT_EQ(c.length, 3);
+  const int32_t from[3] = {1, 1, 0};
+  for (int64_t r = 0; r < 3; ++r) {
+    expect_close(c.keys().select(0, r), k.select(0, from[r]), 0, 0, "keys row " + std::to_string(r));
+    expect_close(c.values().select(0, r), v.select(0, from[r]), 0, 0, "values row " + std::to_string(r));
+  }
   EXPECT_EQ(c.key_lengths.to_vector(), (std::vector<float>{2, 2, 3}));
   EXPECT_THROW(c.reorder(Tensor::from_vector_i32({3}, {1})), Error);
   KvCache empty;

@@ -150,10 +150,11 @@ class TransformerSeq2Seq : public Seq2SeqModel {
   // lengths or nothing. decode_next feeds one token per row, prev_tokens i32 [N], at
   // position cache.length, and returns the next token's logits [N, tgt_vocab] — equal to
   // decode_step over the whole prefix (without target padding masks). cross_weights
-  // (optional): per decoder layer, f32 [N, H, S].
+  // (optional): the cross-attention weights f32 [N, H, S] of decoder layer weights_layer
+  // (-1 = last; only that layer computes them).
   TransformerDecoderCache start_decoding(const EncoderState& enc);
-  Var decode_next(const Tensor& prev_tokens, TransformerDecoderCache& cache,
-                  std::vector<Tensor>* cross_weights = nullptr);
+  Var decode_next(const Tensor& prev_tokens, TransformerDecoderCache& cache, Tensor* cross_weights = nullptr,
+                  int64_t weights_layer = -1);
 
   // Key masks hiding the pad_id positions of ids [B, N]: key lengths when every row is
   // right-padded (and at least one token of each row is real), else a key padding mask.

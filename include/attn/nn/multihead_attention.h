@@ -15,6 +15,7 @@
 #include <memory>
 #include <utility>
 
+#include "attn/core/tensor.h"
 #include "attn/nn/linear.h"
 #include "attn/nn/module.h"
 
@@ -37,14 +38,18 @@ struct AttentionMasks {
 };
 
 // Projected keys and values of one attention layer, kept between the steps of incremental
-// decoding (plain Tensors, no autograd). Self-attention appends one position per step;
-// cross-attention projects its memory once.
+// decoding (plain f32 Tensors, no autograd). Self-attention appends one position per step
+// into spare capacity (doubled when full, so appending is amortised O(1) and the fused
+// kernel reads the first `length` positions in place); cross-attention projects its memory
+// once.
 struct KvCache {
-  Tensor k;            // [N, Hkv, L, Dh]
-  Tensor v;            // [N, Hkv, L, Dh]
+  Tensor k;            // [N, Hkv, capacity, Dh]; positions [0, length) hold keys
+  Tensor v;            // [N, Hkv, capacity, Dh]
   Tensor key_lengths;  // [N] i32: keys j >= key_lengths[n] hidden (source padding); undefined = none
+  int64_t length = 0;
   int64_t rows() const { return k.defined() ? k.size(0) : 0; }
-  int64_t length() const { return k.defined() ? k.size(2) : 0; }
+  Tensor keys() const { return k.slice(2, 0, length); }    // [N, Hkv, length, Dh] view
+  Tensor values() const { return v.slice(2, 0, length); }  // [N, Hkv, length, Dh] view
   // Row r becomes old row rows[r] (rows: i32 [M], repeats allowed; beam search). An empty
   // cache stays empty.
   void reorder(const Tensor& rows);
