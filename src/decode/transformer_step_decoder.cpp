@@ -66,9 +66,13 @@ void TransformerStepDecoder::start(const Tensor& src, const Tensor& src_lengths)
   ag::NoGradGuard no_grad;
   model_.eval();
   enc_ = model_.encode(src, src_lengths);
+  rows_ = src.size(0);
   prefix_ = Tensor();
   cache_ = {};
-  if (options_.use_cache) cache_ = model_.start_decoding(enc_);
+  if (options_.use_cache) {
+    cache_ = model_.start_decoding(enc_);
+    enc_ = {};  // the cache holds all the decoder needs of the memory
+  }
 }
 
 void TransformerStepDecoder::reorder(const Tensor& rows) {
@@ -76,28 +80,28 @@ void TransformerStepDecoder::reorder(const Tensor& rows) {
   ATTN_CHECK(rows.defined() && rows.dtype() == DType::i32 && rows.dim() == 1,
              "TransformerStepDecoder.reorder: rows must be i32 [M], got ",
              rows.defined() ? shape_str(rows.shape()) : std::string("undefined"));
-  const int64_t N = enc_.memory.size(0);
+  const int64_t N = rows_;
   const Tensor rc = rows.contiguous();
   for (int64_t i = 0; i < rc.numel(); ++i) {
     const int32_t r = rc.data<int32_t>()[i];
     ATTN_CHECK(r >= 0 && r < N, "TransformerStepDecoder.reorder: row ", r, " outside [0, ", N, ")");
   }
+  rows_ = rc.numel();
   if (options_.use_cache) {
-    cache_.reorder(rows);
-  } else if (prefix_.defined()) {
-    prefix_ = gather_i32(prefix_, rows);
+    cache_.reorder(rc);
+    return;
   }
-  // The encoder state follows the rows too: the uncached path reads it every step, and the
-  // sizes stay consistent for both.
-  enc_.memory = ag::index_select(enc_.memory, rows);
-  enc_.mask.key_lengths = gather_i32(enc_.mask.key_lengths, rows);
+  // The recomputing path re-reads the prefix and the encoder state every step.
+  if (prefix_.defined()) prefix_ = gather_i32(prefix_, rc);
+  enc_.memory = ag::index_select(enc_.memory, rc);
+  enc_.mask.key_lengths = gather_i32(enc_.mask.key_lengths, rc);
 }
 
 std::pair<Tensor, Tensor> TransformerStepDecoder::step(const Tensor& prev_tokens) {
   ag::NoGradGuard no_grad;
   ATTN_CHECK(prev_tokens.defined() && prev_tokens.dtype() == DType::i32 &&
-                 prev_tokens.shape() == Shape{enc_.memory.size(0)},
-             "TransformerStepDecoder.step: prev_tokens must be i32 [", enc_.memory.size(0), "], got ",
+                 prev_tokens.shape() == Shape{rows_},
+             "TransformerStepDecoder.step: prev_tokens must be i32 [", rows_, "], got ",
              prev_tokens.defined() ? shape_str(prev_tokens.shape()) : std::string("undefined"));
   const int64_t N = prev_tokens.size(0);
   std::vector<Tensor> w;

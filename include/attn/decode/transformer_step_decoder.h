@@ -38,8 +38,9 @@ class TransformerStepDecoder : public StepDecoder {
  private:
   models::TransformerSeq2Seq& model_;
   TransformerStepDecoderOptions options_;
-  int64_t layer_;  // alignment layer, resolved
-  models::EncoderState enc_;
+  int64_t layer_;     // alignment layer, resolved
+  int64_t rows_ = 0;  // rows decoded (sources, or sources × beam)
+  models::EncoderState enc_;               // !use_cache
   models::TransformerDecoderCache cache_;  // use_cache
   Tensor prefix_;                          // !use_cache: tokens fed so far, i32 [N, t]
 };
