@@ -16,6 +16,7 @@
 namespace attn::cli {
 
 Runner setup_bench_train(CLI::App& bench);  // cmd_bench_train.cpp: `attn bench train`
+Runner setup_bench_decode(CLI::App& bench);  // cmd_bench_decode.cpp: `attn bench decode`
 
 namespace {
 
@@ -139,13 +140,15 @@ Runner setup_bench(CLI::App& app) {
   att->add_flag("--json", args->json, "One JSON object per line per shape and pass");
   att->add_flag("--quick", args->quick, "A short default set");
   Runner train = setup_bench_train(app);
-  return [args, att, train]() -> int {
+  Runner decode = setup_bench_decode(app);
+  return [args, att, train, decode]() -> int {
     if (att->parsed()) return run_bench_attention(*args);
-    return train();
+    if (const int status = train(); status != 0) return status;
+    return decode();  // each runner does nothing unless its subcommand was chosen
   };
 }
 
-ATTN_SUBCOMMAND("bench", "Benchmarks (attn bench attention|train --help)", setup_bench);
+ATTN_SUBCOMMAND("bench", "Benchmarks (attn bench attention|train|decode --help)", setup_bench);
 
 }  // namespace
 }  // namespace attn::cli
