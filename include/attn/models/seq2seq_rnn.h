@@ -8,8 +8,7 @@
 //    residual GLU convolutions of width conv_kernel over 2H channels, Gehring et al. 2017)
 //    -> h_j [B, S, 2H], so the decoder and attention are the same as with the RNN. A
 //    convolutional encoder has no final state; s_0 = tanh(W_b mean_j h_j), the mean over the
-//    real positions. encoder_layers and cell's encoder role are unused (cell still picks
-//    the decoder's cell).
+//    real positions. encoder_layers is unused; cell picks the decoder's cell only.
 // An LSTM decoder starts with c_0 = 0.
 //
 // Decoder, per step i with previous token y_{i-1} (teacher forcing in training):
