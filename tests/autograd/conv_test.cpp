@@ -81,6 +81,42 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Conv1dCase,
                                            ConvCase{2, 3, 2, 2, 3, 3, 1, false}, ConvCase{3, 1, 3, 2, 5, 2, 1, true}),
                          case_name);
 
+// Above the size where the unfold and fold loops split over threads (f32 as in training):
+// values and all three gradients against direct loops over the definitions,
+//   dx[b, j, c] = Σ_{t, k: t + k dil - pad = j} Σ_o w[o, c, k] dy[b, t, o]
+//   dw[o, c, k] = Σ_{b, t} dy[b, t, o] x[b, t + k dil - pad, c],   db[o] = Σ_{b, t} dy[b, t, o]
+TEST(Conv1d, LargeInputMatchesDirectLoopsValuesAndGradients) {
+  const int64_t B = 4, L = 40, Cin = 48, Cout = 8, K = 5, pad = 3, dil = 2;  // unfolded: 144 x 240
+  const int64_t Lout = L + 2 * pad - dil * (K - 1);
+  Rng rng(25, 0);
+  Tensor x = random_tensor({B, L, Cin}, rng), w = random_tensor({Cout, Cin, K}, rng), b = random_tensor({Cout}, rng);
+  Tensor dy = random_tensor({B, Lout, Cout}, rng);
+  Var xv(x.to(DType::f32), true), wv(w.to(DType::f32), true), bv(b.to(DType::f32), true);
+  Var y = conv1d(xv, wv, bv, pad, dil);
+  expect_close(y.value(), conv_direct(x, w, b, pad, dil), 1e-4, 1e-5, "y");
+  y.backward(dy.to(DType::f32));
+  Tensor dx = Tensor::zeros({B, L, Cin}, DType::f64), dw = Tensor::zeros({Cout, Cin, K}, DType::f64);
+  Tensor db = Tensor::zeros({Cout}, DType::f64);
+  const double *px = x.data<double>(), *pw = w.data<double>(), *pg = dy.data<double>();
+  for (int64_t n = 0; n < B; ++n)
+    for (int64_t t = 0; t < Lout; ++t)
+      for (int64_t o = 0; o < Cout; ++o) {
+        const double g = pg[(n * Lout + t) * Cout + o];
+        db.data<double>()[o] += g;
+        for (int64_t k = 0; k < K; ++k) {
+          const int64_t j = t + k * dil - pad;
+          if (j < 0 || j >= L) continue;
+          for (int64_t c = 0; c < Cin; ++c) {
+            dx.data<double>()[(n * L + j) * Cin + c] += pw[(o * Cin + c) * K + k] * g;
+            dw.data<double>()[(o * Cin + c) * K + k] += g * px[(n * L + j) * Cin + c];
+          }
+        }
+      }
+  expect_close(xv.grad(), dx, 1e-4, 1e-5, "dx");
+  expect_close(wv.grad(), dw, 1e-4, 1e-5, "dw");
+  expect_close(bv.grad(), db, 1e-4, 1e-5, "db");
+}
+
 // Gradients accumulate into existing grads (the input used twice).
 TEST(Conv1d, GradientsAccumulateWhenInputIsReused) {
   Rng rng(23, 0);
