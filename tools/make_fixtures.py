@@ -154,6 +154,22 @@ def layer_norm():
                    "normalises over the last dim; biased variance")
 
 
+def conv1d():
+    """torch.nn.Conv1d on channels-last input (attn's layout): the forward transposes
+    [B, L, C] to torch's [B, C, L] and back, so input.x and output.y are [B, L, C]."""
+    for name, seed, cfg, L in (("conv1d", 14, {"in_channels": 3, "out_channels": 4, "kernel_size": 3,
+                                               "padding": 2, "dilation": 2, "bias": True}, 5),
+                               ("conv1d_valid", 15, {"in_channels": 2, "out_channels": 3, "kernel_size": 5,
+                                                     "padding": 0, "dilation": 1, "bias": True}, 7)):
+        torch.manual_seed(seed)
+        m = nn.Conv1d(**cfg)
+        randomize(m)
+        x = torch.randn(2, L, cfg["in_channels"])
+        module_fixture(name, m, {"x": x}, lambda m, i: {"y": m(i["x"].transpose(1, 2)).transpose(1, 2)}, cfg,
+                       "channels last: x [2, %d, %d] -> y [B, L + 2 padding - dilation (K - 1), out]"
+                       % (L, cfg["in_channels"]))
+
+
 def rnn(kind):
     torch.manual_seed(4 if kind == "gru" else 5)
     cfg = {"input_size": 4, "hidden_size": 5, "num_layers": 2, "bidirectional": True, "batch_first": True}
@@ -416,6 +432,7 @@ def main():
     linear()
     embedding()
     layer_norm()
+    conv1d()
     rnn("gru")
     rnn("lstm")
     rnn_lengths("gru")

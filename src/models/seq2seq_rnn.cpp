@@ -9,6 +9,7 @@ namespace attn::models {
 
 namespace {
 const char* cell_name(CellKind k) { return k == CellKind::gru ? "gru" : "lstm"; }
+const char* encoder_name(EncoderKind k) { return k == EncoderKind::rnn ? "rnn" : "cnn"; }
 }  // namespace
 
 nlohmann::json Seq2SeqRNNConfig::to_json() const {
@@ -25,7 +26,10 @@ nlohmann::json Seq2SeqRNNConfig::to_json() const {
           {"input_feeding", input_feeding},
           {"location_filters", location_filters},
           {"location_kernel", location_kernel},
-          {"dropout", dropout}};
+          {"dropout", dropout},
+          {"encoder", encoder_name(encoder)},
+          {"conv_layers", conv_layers},
+          {"conv_kernel", conv_kernel}};
 }
 
 Seq2SeqRNNConfig Seq2SeqRNNConfig::from_json(const nlohmann::json& j) {
@@ -46,10 +50,17 @@ Seq2SeqRNNConfig Seq2SeqRNNConfig::from_json(const nlohmann::json& j) {
     get("location_filters", c.location_filters);
     get("location_kernel", c.location_kernel);
     get("dropout", c.dropout);
+    get("conv_layers", c.conv_layers);
+    get("conv_kernel", c.conv_kernel);
     if (j.contains("cell")) {
       const std::string s = j.at("cell").get<std::string>();
       ATTN_CHECK(s == "gru" || s == "lstm", "Seq2SeqRNNConfig: cell '", s, "' (expected gru or lstm)");
       c.cell = s == "gru" ? CellKind::gru : CellKind::lstm;
+    }
+    if (j.contains("encoder")) {
+      const std::string s = j.at("encoder").get<std::string>();
+      ATTN_CHECK(s == "rnn" || s == "cnn", "Seq2SeqRNNConfig: encoder '", s, "' (expected rnn or cnn)");
+      c.encoder = s == "rnn" ? EncoderKind::rnn : EncoderKind::cnn;
     }
     if (j.contains("attention")) c.attention = parse_attention(j.at("attention").get<std::string>());
   } catch (const nlohmann::json::exception& e) {
@@ -66,6 +77,9 @@ void Seq2SeqRNNConfig::validate() const {
              "Seq2SeqRNNConfig: embed_dim, hidden_dim, decoder_dim, encoder_layers must be positive, got ", embed_dim,
              ", ", hidden_dim, ", ", decoder_dim, ", ", encoder_layers);
   ATTN_CHECK(dropout >= 0 && dropout < 1, "Seq2SeqRNNConfig: dropout ", dropout, " must be in [0, 1)");
+  ATTN_CHECK(conv_layers >= 1, "Seq2SeqRNNConfig: conv_layers ", conv_layers, " must be at least 1");
+  ATTN_CHECK(conv_kernel >= 1 && conv_kernel % 2 == 1, "Seq2SeqRNNConfig: conv_kernel ", conv_kernel,
+             " must be odd and positive (same-length convolution)");
   if (attention == AttentionKind::luong_dot)
     ATTN_CHECK(decoder_dim == 2 * hidden_dim, "Seq2SeqRNNConfig: luong-dot needs decoder_dim == 2 * hidden_dim, got ",
                decoder_dim, " and 2 * ", hidden_dim);
@@ -85,16 +99,20 @@ Seq2SeqRNN::Seq2SeqRNN(const Seq2SeqRNNConfig& c, Rng& rng)
   c.validate();
   const int64_t E = c.embed_dim, H = c.hidden_dim, Dd = c.decoder_dim, Dk = 2 * H;
   src_embed = register_module("src_embed", std::make_shared<nn::Embedding>(c.src_vocab, E, rng, 0));
-  nn::RnnOptions ro;
-  ro.input_size = E;
-  ro.hidden_size = H;
-  ro.num_layers = c.encoder_layers;
-  ro.bidirectional = true;
-  ro.batch_first = true;
-  if (c.cell == CellKind::gru)
-    encoder = register_module("encoder", std::make_shared<nn::GRU>(ro, rng));
-  else
-    encoder = register_module("encoder", std::make_shared<nn::LSTM>(ro, rng));
+  if (c.encoder == EncoderKind::cnn) {
+    conv_encoder = register_module("encoder", std::make_shared<ConvEncoder>(E, Dk, c.conv_layers, c.conv_kernel, rng));
+  } else {
+    nn::RnnOptions ro;
+    ro.input_size = E;
+    ro.hidden_size = H;
+    ro.num_layers = c.encoder_layers;
+    ro.bidirectional = true;
+    ro.batch_first = true;
+    if (c.cell == CellKind::gru)
+      encoder = register_module("encoder", std::make_shared<nn::GRU>(ro, rng));
+    else
+      encoder = register_module("encoder", std::make_shared<nn::LSTM>(ro, rng));
+  }
   bridge = register_module("bridge", std::make_shared<nn::Linear>(Dk, Dd, rng));
   tgt_embed = register_module("tgt_embed", std::make_shared<nn::Embedding>(c.tgt_vocab, E, rng, 0));
   const int64_t cell_in = bahdanau_style_ ? E + Dk : E + (c.input_feeding ? Dd : 0);
@@ -123,6 +141,13 @@ RnnEncoding Seq2SeqRNN::encode(const Tensor& src, const Tensor& src_lengths) {
              "Seq2SeqRNN.encode: src_lengths must be i32 [", B, "], got ",
              src_lengths.defined() ? shape_str(src_lengths.shape()) : std::string("undefined"));
   Var emb = maybe_dropout(src_embed->forward(src));  // [B, S, E]
+  if (conv_encoder) {
+    ConvEncoding ce = conv_encoder->forward(emb, src_lengths, [this](const Var& v) { return maybe_dropout(v); });
+    RnnEncoding enc;
+    enc.memory = attention->prepare(ce.output, src_lengths);
+    enc.summary = ce.summary;  // mean over real positions: a convolution has no final state
+    return enc;
+  }
   nn::RnnOutput out = encoder->forward(emb, Var(), Var(), src_lengths);
   RnnEncoding enc;
   enc.memory = attention->prepare(out.output, src_lengths);
@@ -136,7 +161,7 @@ RnnDecoderState Seq2SeqRNN::initial_state(const RnnEncoding& enc) const {
   const int64_t B = enc.summary.size(0), S = enc.memory.values.size(1), Dd = config_.decoder_dim;
   const DType dt = enc.summary.dtype();
   RnnDecoderState st;
-  st.h = ag::tanh(bridge->forward(enc.summary));  // s_0 = tanh(W_b [→h; ←h])
+  st.h = ag::tanh(bridge->forward(enc.summary));  // s_0 = tanh(W_b [→h; ←h]) (cnn: tanh(W_b mean_j h_j))
   if (config_.cell == CellKind::lstm) st.c = Var(Tensor::zeros({B, Dd}, dt), false);
   if (!bahdanau_style_ && config_.input_feeding) st.feed = Var(Tensor::zeros({B, Dd}, dt), false);
   if (config_.attention == AttentionKind::location) st.prev_weights = Var(Tensor::zeros({B, S}, dt), false);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "attn/autograd/attention_op.h"
+#include "attn/autograd/conv.h"
 #include "attn/autograd/dropout.h"
 #include "attn/autograd/elementwise.h"
 #include "attn/autograd/layer_norm.h"

@@ -1,8 +1,15 @@
 // RNN encoder–decoder with attention (Bahdanau, Cho & Bengio 2015; Luong, Pham & Manning 2015).
 //
-// Encoder: embedding -> bidirectional GRU or LSTM over the true source lengths -> h_j
-// [B, S, 2H]. The decoder's first state is s_0 = tanh(W_b [→h_last; ←h_first]) (Bahdanau
-// A.2.2); an LSTM decoder starts with c_0 = 0.
+// Encoder (config.encoder):
+//  * rnn (default) — embedding -> bidirectional GRU or LSTM over the true source lengths ->
+//    h_j [B, S, 2H]. The decoder's first state is s_0 = tanh(W_b [→h_last; ←h_first])
+//    (Bahdanau A.2.2).
+//  * cnn — embedding -> ConvEncoder (conv_encoder.h: sinusoidal positions, conv_layers
+//    residual GLU convolutions of width conv_kernel over 2H channels, Gehring et al. 2017)
+//    -> h_j [B, S, 2H], so the decoder and attention are the same as with the RNN. A
+//    convolutional encoder has no final state; s_0 = tanh(W_b mean_j h_j), the mean over the
+//    real positions. encoder_layers is unused; cell picks the decoder's cell only.
+// An LSTM decoder starts with c_0 = 0.
 //
 // Decoder, per step i with previous token y_{i-1} (teacher forcing in training):
 //  * bahdanau, location — the standard Bahdanau formulation: attention reads the previous
@@ -14,7 +21,8 @@
 //    α_t = attend(s_t, h); c_t = Σ α_tj h_j; h̃_t = tanh(W_c [c_t; s_t]); logits = W_y h̃_t.
 // Padded source positions get attention weight exactly 0.
 //
-// Parameter names: src_embed.weight, encoder.* (torch.nn.GRU/LSTM names), bridge.*,
+// Parameter names: src_embed.weight, encoder.* (torch.nn.GRU/LSTM names; for cnn
+// encoder.in_proj.{weight,bias} and encoder.convs.<l>.{weight,bias}), bridge.*,
 // tgt_embed.weight, decoder_cell.{weight_ih,weight_hh,bias_ih,bias_hh} (torch GRUCell /
 // LSTMCell), attention.* (rnn_attention.h), output_hidden.* (W_o / W_c), output.* (W_y).
 #pragma once
@@ -23,6 +31,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "attn/models/conv_encoder.h"
 #include "attn/models/rnn_attention.h"
 #include "attn/models/seq2seq_model.h"
 #include "attn/nn/embedding.h"
@@ -32,6 +41,7 @@
 namespace attn::models {
 
 enum class CellKind { gru, lstm };
+enum class EncoderKind { rnn, cnn };
 
 struct Seq2SeqRNNConfig {
   int64_t src_vocab = 0;
@@ -46,7 +56,10 @@ struct Seq2SeqRNNConfig {
   bool input_feeding = true;  // Luong variants only
   int64_t location_filters = 8;
   int64_t location_kernel = 7;
-  double dropout = 0.0;  // on embeddings and the output hidden layer, in training
+  double dropout = 0.0;  // on embeddings, the output hidden layer and (cnn) every conv input, in training
+  EncoderKind encoder = EncoderKind::rnn;  // JSON "encoder": "rnn" | "cnn"
+  int64_t conv_layers = 4;  // cnn: residual convolution blocks
+  int64_t conv_kernel = 5;  // cnn: kernel width, odd (each layer widens the receptive field by conv_kernel - 1)
 
   // {"src_vocab":.., "cell":"gru", "attention":"bahdanau", ...}
   nlohmann::json to_json() const;
@@ -59,7 +72,8 @@ struct Seq2SeqRNNConfig {
 // The encoder's output for one source batch.
 struct RnnEncoding {
   AttentionMemory memory;  // encoder states h_j, projected keys, padding mask
-  Var summary;             // [B, 2H]: [→h at each sequence's last real step; ←h at step 0]
+  Var summary;             // [B, 2H]: rnn: [→h at each sequence's last real step; ←h at step 0];
+                           // cnn: mean of h_j over the real positions
 };
 
 // Decoder state between steps (rows = batch, or batch × beam in beam search).
@@ -102,7 +116,8 @@ class Seq2SeqRNN : public Seq2SeqModel {
   static RnnDecoderState select(const RnnDecoderState& state, const Tensor& rows);
 
   std::shared_ptr<nn::Embedding> src_embed, tgt_embed;
-  std::shared_ptr<nn::RnnBase> encoder;
+  std::shared_ptr<nn::RnnBase> encoder;         // encoder = rnn (else null)
+  std::shared_ptr<ConvEncoder> conv_encoder;    // encoder = cnn (else null); registered as "encoder"
   std::shared_ptr<nn::Linear> bridge, output_hidden, output;
   std::shared_ptr<RnnAttention> attention;
   std::shared_ptr<DecoderCell> decoder_cell;
