@@ -10,8 +10,8 @@
 namespace attn::cpu {
 
 // Whether flash_attention_backward handles this problem: the dot / scaled_dot score
-// (p.scale multiplies q·k) with Dk == D. Cosine, general and additive go elsewhere
-// (additive: additive_attention.h; cosine and general: the reference).
+// (p.scale multiplies q·k) with Dk == D; cosine_attention_backward (below) runs on it too.
+// General and additive go elsewhere (additive: additive_attention.h; general: the reference).
 bool flash_attention_backward_supports(const kernels::AttentionProblem& p);
 
 // Gradients of sum(dout * out) for out = softmax(mask(q kᵀ · scale + bias)) v (with dropout
@@ -34,5 +34,16 @@ bool flash_attention_backward_supports(const kernels::AttentionProblem& p);
 void flash_attention_backward(const kernels::AttentionProblem& p, const float* q, const float* k,
                               const float* v, const float* out, const float* lse, const float* dout,
                               float* dq, float* dk, float* dv, float* dbias = nullptr);
+
+// Backward of the cosine score s = cos(q_i, k_j) / temperature (p.scale ignored), buffers as
+// above (q, k strided): q̂ = q/|q|, k̂ = k/|k| (a zero row stays 0: its score is the constant
+// 0 and its gradient 0, as in the reference), the dot backward above on q̂, k̂ with scale
+// 1/temperature, then dq = (dq̂ − q̂ (q̂·dq̂)) / |q| and likewise dk. dtemperature (may be null)
+// gets d(loss)/d(temperature) = −(1/T) Σ_i q̂_i·dq̂_i. Extra memory: q̂ and k̂ (f32) besides
+// the dot backward's.
+void cosine_attention_backward(const kernels::AttentionProblem& p, double temperature,
+                               const float* q, const float* k, const float* v, const float* out,
+                               const float* lse, const float* dout, float* dq, float* dk, float* dv,
+                               float* dbias, double* dtemperature);
 
 }  // namespace attn::cpu
