@@ -68,7 +68,9 @@ void check_case(const Case& c, double temperature, int threads, bool with_zero_r
   test::expect_close(got.dv, want.dv, kTol, "dv");
   test::expect_close(got.dbias, want.dbias, kTol, "dbias");
   // With D = 1 every cosine is ±1 and dT can be exactly 0 (Σ_j dS_ij = 0); else it is not.
-  if (pr.p.D > 1) EXPECT_NE(want.dtemperature, 0.0);
+  if (pr.p.D > 1) {
+    EXPECT_NE(want.dtemperature, 0.0);
+  }
   EXPECT_NEAR(got.dtemperature, want.dtemperature, kTol * std::fabs(want.dtemperature) + 1e-7);
   if (with_zero_rows) {  // the zero rows get exactly zero gradient, as in the reference
     for (int64_t d = 0; d < pr.p.D; ++d) {
