@@ -52,29 +52,27 @@ bool fused_forward(const kernels::AttentionProblem& p, const ref::ScoreParams& s
   return true;
 }
 
-// The fused backward kernels rebuild P = exp(s − lse) from the forward's f32 lse, whose
-// rounding error is up to |lse|·2^-24 and becomes P's relative error. Up to |lse| = 2^10 that
-// is ≤ 2^-15, no more than the f32 scores' own rounding at such magnitudes; beyond it log(l) is
-// soon lost altogether (at 1e10 a tie of two keys would get P = 1 each, not 1/2), and the
-// forward's and backward's f32 scores, rounded differently, no longer agree to O(1). Rows that
-// large (a saturated softmax) send the call to the reference, which recomputes everything in
-// double and reads no lse.
-constexpr float kMaxFusedLse = 1024.f;
+// The additive backward rebuilds P = exp(s − lse) from the forward's f32 lse, whose rounding
+// error (up to |lse|·2^-24) becomes P's relative error: ≤ 2^-15 up to |lse| = 2^10, no more
+// than the f32 scores' own rounding at such magnitudes, but beyond it log l soon vanishes in
+// lse's rounding (at 1e10 two tied keys would get P = 1 each). Larger rows (a saturated
+// softmax) send an additive call to the reference, which reads no lse. (The flash backward
+// handles such rows itself: flash_attention_backward.h.)
+constexpr float kMaxAdditiveLse = 1024.f;
 
 bool lse_in_fused_range(const kernels::AttentionProblem& p, const float* lse) {
   const int64_t n = p.B * p.Hq * p.Nq;
   for (int64_t r = 0; r < n; ++r)
-    if (std::isfinite(lse[r]) && std::fabs(lse[r]) >= kMaxFusedLse) return false;
+    if (std::isfinite(lse[r]) && std::fabs(lse[r]) >= kMaxAdditiveLse) return false;
   return true;
 }
 
 // The fused backward kernels: dot / scaled_dot and cosine (flash) and additive; general stays
-// on the reference. Returns false when none applies or the lse is out of the kernels' range.
+// on the reference. Returns false when none applies (or additive meets too large an lse).
 bool fused_backward(const kernels::AttentionProblem& p, const ref::ScoreParams& s, const float* q,
                     const float* k, const float* v, const float* out, const float* lse,
                     const float* dout, float* dq, float* dk, float* dv, float* dwq, float* dwk,
                     float* dva, float* dbias, double* dtemperature) {
-  if (!lse_in_fused_range(p, lse)) return false;
   if ((s.fn == ScoreFn::dot || s.fn == ScoreFn::scaled_dot) && cpu::flash_attention_backward_supports(p)) {
     cpu::flash_attention_backward(p, q, k, v, out, lse, dout, dq, dk, dv, dbias);
     return true;
@@ -84,7 +82,7 @@ bool fused_backward(const kernels::AttentionProblem& p, const ref::ScoreParams& 
                                    dtemperature);
     return true;
   }
-  if (s.fn == ScoreFn::additive && dwq && dwk && dva) {
+  if (s.fn == ScoreFn::additive && dwq && dwk && dva && lse_in_fused_range(p, lse)) {
     cpu::additive_attention_backward(p, {s.wq, s.wk, s.va, s.A}, q, k, v, out, lse, dout, dq, dk,
                                      dv, dwq, dwk, dva, dbias);
     return true;
@@ -144,10 +142,10 @@ void run_backward(const kernels::AttentionProblem& p, const ref::ScoreParams& s,
       if (fused_backward(p, s, q, k, v, out, lse, dout, dq, dk, dv, dwq, dwk, dva, dbias,
                          dtemperature))
         return;
-      if (!lse_in_fused_range(p, lse))
-        fail("attention backward: the fused backend needs every finite fwd.lse within ±",
-             kMaxFusedLse, " (f32 cannot rebuild a saturated softmax from it); got larger for q ",
-             "[", p.B, ", ", p.Hq, ", ", p.Nq, ", ", p.D, "]; use backend automatic or reference");
+      if (s.fn == ScoreFn::additive && !lse_in_fused_range(p, lse))
+        fail("attention backward: the fused additive kernel needs every finite fwd.lse within ±",
+             kMaxAdditiveLse, " (f32 cannot rebuild a saturated softmax from it); got larger for ",
+             "q [", p.B, ", ", p.Hq, ", ", p.Nq, ", ", p.D, "]; use backend automatic or reference");
       fail("attention backward: the fused backend supports the dot, scaled_dot, cosine and "
            "additive scores; got ", score_fn_name(s.fn), "; use backend automatic or reference");
   }

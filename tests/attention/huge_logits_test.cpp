@@ -52,6 +52,12 @@ void expect_lse_close(const Tensor& got, const Tensor& want, double rel = 1e-6, 
   }
 }
 
+double max_abs(const Tensor& t) {
+  double m = 0;
+  for (float x : t.contiguous().to_vector()) m = std::max(m, std::fabs(double(x)));
+  return m;
+}
+
 enum class Source { bias, dot };  // where the huge logits come from
 
 struct HugeCase {
@@ -82,22 +88,27 @@ struct HugeInputs {
 
 double pow2_near(double x) { return std::exp2(std::round(std::log2(x))); }
 
-// Keys j with j % 3 == 0 are the "tied" keys. u and w are orthogonal integer directions.
+// Keys j with j % 3 == 0 are the "tied" keys. u (even components) and w (odd ones) are
+// orthogonal integer directions; e_j is a unit vector on an odd component. Queries have no odd
+// components, so q·(u + e_j) is the same for every j while the keys differ (else dq, a sum of
+// dS_ij k_j with Σ_j dS_ij = 0, would be exactly 0).
 HugeInputs make_inputs(const HugeCase& c) {
   HugeInputs in;
   const int64_t D = c.D;
   std::vector<float> u(D), w(D);
   for (int64_t d = 0; d < D; ++d) u[d] = d % 2 == 0 ? 1.f : 0.f, w[d] = d % 2 == 0 ? 0.f : 1.f;
+  auto u_plus_e = [&](int64_t j, int64_t d) { return u[d] + (d == 2 * (j % (D / 2)) + 1 ? 1.f : 0.f); };
   const double uu = D / 2;  // u·u
   std::vector<float> q(c.B * c.Hq * c.Nq * D), k(c.B * c.Hkv * c.Nk * D);
   const double scale = c.fn == ScoreFn::scaled_dot ? 1.0 / std::sqrt(double(D)) : 1.0;
   if (c.source == Source::bias) {
-    // q small integers, every k row = u: q·k is the same for every key of a row; the bias
+    // q small integers, k rows u + e_j: q·k is the same for every key of a row; the bias
     // decides: +S on the tied keys, −S or S/2 elsewhere.
     Rng rng(7);
-    for (float& x : q) x = static_cast<float>(int(rng.uniform() * 5) - 2);
+    for (size_t e = 0; e < q.size(); ++e)
+      q[e] = e % 2 == 0 ? static_cast<float>(int(rng.uniform() * 5) - 2) : 0.f;
     for (int64_t r = 0; r < c.B * c.Hkv * c.Nk; ++r)
-      for (int64_t d = 0; d < D; ++d) k[r * D + d] = u[d];
+      for (int64_t d = 0; d < D; ++d) k[r * D + d] = u_plus_e(r % c.Nk, d);
     std::vector<float> bias(c.B * c.Hq * c.Nq * c.Nk);
     for (size_t e = 0; e < bias.size(); ++e) {
       const int64_t j = e % c.Nk;
@@ -105,22 +116,25 @@ HugeInputs make_inputs(const HugeCase& c) {
     }
     in.ex.bias = Tensor::from_vector(bias, {c.B, c.Hq, c.Nq, c.Nk});
   } else if (c.fn == ScoreFn::cosine) {
-    // Tied keys point along u, the others along w (cos 0), lengths powers of two; queries
-    // along u or (odd rows) w; temperature 1/S. Scores: S on one set, 0 on the other.
+    // Tied keys along u + e_j (|u + e_j|² = D/2 + 1 for every j, so equal cosines with u),
+    // the others along w, lengths powers of two; queries along u or (odd rows) w; temperature
+    // 1/S. A u row scores S/√(1 + 2/D) on the tied keys and 0 on the others; a w row S on
+    // the w keys and S/√(D/2 (D/2 + 1)) on the tied ones.
     for (int64_t r = 0; r < c.B * c.Hkv * c.Nk; ++r) {
       const int64_t j = r % c.Nk;
       const float len = std::exp2(static_cast<float>(j % 4) - 1.f);
-      for (int64_t d = 0; d < D; ++d) k[r * D + d] = len * (j % 3 == 0 ? u[d] : w[d]);
+      for (int64_t d = 0; d < D; ++d) k[r * D + d] = len * (j % 3 == 0 ? u_plus_e(j, d) : w[d]);
     }
     for (int64_t r = 0; r < c.B * c.Hq * c.Nq; ++r)
       for (int64_t d = 0; d < D; ++d) q[r * D + d] = 2.f * (r % 2 == 0 ? u[d] : w[d]);
     in.opts.temperature = 1.0 / c.S;
   } else {
-    // q = ±ρu, k = ±σu with ρσ·u·u·scale ≈ S (powers of two: every product and sum exact).
+    // q = ±ρu, k = ±σ(u + e_j) with ρσ·u·u·scale ≈ S (powers of two: every product and sum
+    // exact).
     const double rs = pow2_near(c.S / (uu * scale));
     const float rho = static_cast<float>(std::sqrt(pow2_near(rs))), sigma = static_cast<float>(rs / rho);
     for (int64_t r = 0; r < c.B * c.Hkv * c.Nk; ++r)
-      for (int64_t d = 0; d < D; ++d) k[r * D + d] = (r % c.Nk % 3 == 0 ? sigma : -sigma) * u[d];
+      for (int64_t d = 0; d < D; ++d) k[r * D + d] = (r % c.Nk % 3 == 0 ? sigma : -sigma) * u_plus_e(r % c.Nk, d);
     for (int64_t r = 0; r < c.B * c.Hq * c.Nq; ++r)
       for (int64_t d = 0; d < D; ++d) q[r * D + d] = (r % 2 == 0 ? rho : -rho) * u[d];
   }
@@ -158,20 +172,22 @@ void check_case(const HugeCase& c) {
   expect_lse_close(fused.lse, want.lse);
   expect_close(fused_w.weights, want.weights, kTol, "weights");
 
-  // The backward: automatic against the reference (from the same reference forward).
+  // The fused backward (from the fused forward's out and lse) against the reference.
   AttentionOptions o = in.opts;
   o.backend = AttentionBackend::reference;
   const AttentionGrads gw = attention_backward(in.q, in.k, in.v, in.ex, o, want, in.dout);
-  o.backend = AttentionBackend::automatic;
+  o.backend = AttentionBackend::fused;
   const AttentionGrads ga = attention_backward(in.q, in.k, in.v, in.ex, o, fused, in.dout);
   expect_close(ga.dq, gw.dq, kTol, "dq");
   expect_close(ga.dk, gw.dk, kTol, "dk");
   expect_close(ga.dv, gw.dv, kTol, "dv");
   if (in.ex.bias.defined()) expect_close(ga.dbias, gw.dbias, kTol, "dbias");
-  EXPECT_NEAR(ga.dtemperature, gw.dtemperature, kTol * std::fabs(gw.dtemperature));
-  // The fused backend refuses rather than rebuild P from an lse this large.
-  o.backend = AttentionBackend::fused;
-  EXPECT_THROW(attention_backward(in.q, in.k, in.v, in.ex, o, fused, in.dout), Error);
+  // dT = −Σ_ij dS_ij c_ij / T² is 0 in exact arithmetic here (a row's tied keys share one
+  // cosine and Σ_j dS_ij = 0), so both sides are rounding residue: compared against the size
+  // of its terms, Σ_ij |dS_ij| / T² ≤ rows · 2 max|dO_i·v_j| · S² (Σ_j P_ij = 1, |c| ≤ 1).
+  const double S2 = c.fn == ScoreFn::cosine ? c.S * c.S : 0.0;
+  const double dp_max = double(c.Dv) * max_abs(in.dout) * max_abs(in.v);
+  EXPECT_NEAR(ga.dtemperature, gw.dtemperature, kTol * double(c.B * c.Hq * c.Nq) * 2 * dp_max * S2);
   set_num_threads(1);
 }
 
@@ -186,7 +202,7 @@ TEST(HugeLogits, BiasDrivenEveryScoreFn) {
     }
 }
 
-TEST(HugeLogits, DotDrivenDotAndScaledDot) {
+TEST(HugeLogits, DotDrivenEveryScoreFn) {
   for (double S : kScales)
     for (ScoreFn fn : {ScoreFn::dot, ScoreFn::scaled_dot, ScoreFn::cosine}) {
       HugeCase c;
@@ -215,6 +231,45 @@ TEST(HugeLogits, DecodeSplitAcrossThreads) {
       c.S = S, c.source = src, c.B = 1, c.Hq = 1, c.Nq = 1, c.Nk = 600, c.threads = 2;
       check_case(c);
     }
+}
+
+// The additive kernel rebuilds P from lse alone: beyond |lse| = 1024 the automatic backend
+// takes the reference for its backward (so the gradients are the reference's, bit for bit)
+// and the fused backend refuses; its forward stays fused. Every key row is the same here, so
+// the additive scores tie exactly and only the bias decides.
+TEST(HugeLogits, AdditiveBackwardLeavesSaturatedRowsToTheReference) {
+  for (double S : kScales) {
+    HugeCase c;
+    c.fn = ScoreFn::additive, c.S = S, c.causal = true, c.offset = 61;
+    SCOPED_TRACE(c.name());
+    HugeInputs in = make_inputs(c);  // bias-driven
+    {
+      const std::vector<float> row = test::random_tensor({c.D}, 20).to_vector();
+      std::vector<float> k;
+      for (int64_t r = 0; r < c.B * c.Hkv * c.Nk; ++r) k.insert(k.end(), row.begin(), row.end());
+      in.k = Tensor::from_vector(k, {c.B, c.Hkv, c.Nk, c.D});
+    }
+    const int64_t A = 4;
+    in.ex.wq = test::random_tensor({A, c.D}, 21), in.ex.wk = test::random_tensor({A, c.D}, 22);
+    in.ex.va = test::random_tensor({A}, 23);
+    const AttentionOutput want = forward(in, AttentionBackend::reference, false);
+    const AttentionOutput got = forward(in, AttentionBackend::fused, false);
+    expect_close(got.out, want.out, kTol, "out");
+    expect_lse_close(got.lse, want.lse);
+    AttentionOptions o = in.opts;
+    o.backend = AttentionBackend::reference;
+    const AttentionGrads gw = attention_backward(in.q, in.k, in.v, in.ex, o, want, in.dout);
+    o.backend = AttentionBackend::automatic;
+    const AttentionGrads ga = attention_backward(in.q, in.k, in.v, in.ex, o, got, in.dout);
+    for (auto [g, w] : {std::pair{&ga.dq, &gw.dq}, {&ga.dk, &gw.dk}, {&ga.dv, &gw.dv},
+                        {&ga.dwq, &gw.dwq}, {&ga.dwk, &gw.dwk}, {&ga.dva, &gw.dva},
+                        {&ga.dbias, &gw.dbias}}) {
+      ASSERT_EQ(g->shape(), w->shape());
+      EXPECT_EQ(g->to_vector(), w->to_vector());
+    }
+    o.backend = AttentionBackend::fused;
+    EXPECT_THROW(attention_backward(in.q, in.k, in.v, in.ex, o, got, in.dout), Error);
+  }
 }
 
 // bf16 inputs on the fused bf16 forward (the values here are exact in bf16) against the

@@ -27,6 +27,10 @@ bool flash_attention_backward_supports(const kernels::AttentionProblem& p);
 // Per key block (parallel over batch × kv head × key block) with D_i = rowsum(dO_i ∘ O_i):
 //   S = Q Kᵀ·scale + bias, P = exp(S − lse), dV += Pᵀ dO, dP = dO Vᵀ, dS = P ∘ (dP − D_i),
 //   dK += dSᵀ Q·scale, dQ += dS K·scale.
+// Rows with |lse| ≥ 128 (a nearly saturated softmax, logits up to ±1e30) cannot rebuild P from
+// an f32 lse: its rounding swallows log l, and the forward's f32 scores, rounded otherwise,
+// need not match these to O(1). A pre-pass over the keys gives such rows their max m and sum l
+// from this kernel's own scores, and P = exp(S − m) / l (cost: one more Q Kᵀ for their blocks).
 // dK and dV of a kv head sum over its query heads. dQ is accumulated into one buffer per
 // thread (work is assigned statically) and the buffers are summed in thread order, so the
 // result is deterministic for a fixed thread count. Extra memory: (threads − 1) × |dq| plus
