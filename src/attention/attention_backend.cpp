@@ -13,8 +13,9 @@ namespace attn::detail {
 namespace {
 
 // The fused forward kernels: flash (kernels/cpu/flash_attention.h) for dot, scaled_dot,
-// cosine and general with every mask, dropout and GQA, weights recomputed from its lse; the
-// blocked additive kernel when no weights are asked. Returns false when neither applies.
+// cosine and general with every mask, dropout and GQA, weights recomputed in double from the
+// row max and sum (attention_weights_from_lse); the blocked additive kernel when no weights
+// are asked. Returns false when neither applies.
 bool fused_forward(const kernels::AttentionProblem& p, const ref::ScoreParams& s, const float* q,
                    const float* k, const float* v, float* out, float* lse, float* weights) {
   if (s.fn == ScoreFn::additive) {
