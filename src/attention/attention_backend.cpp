@@ -1,5 +1,6 @@
 #include "attention/attention_backend.h"
 
+#include <cmath>
 #include <vector>
 
 #include "attn/core/error.h"
@@ -12,8 +13,9 @@ namespace attn::detail {
 namespace {
 
 // The fused forward kernels: flash (kernels/cpu/flash_attention.h) for dot, scaled_dot,
-// cosine and general with every mask, dropout and GQA, weights recomputed from its lse; the
-// blocked additive kernel when no weights are asked. Returns false when neither applies.
+// cosine and general with every mask, dropout and GQA, weights recomputed in double from the
+// row max and sum (attention_weights_from_lse); the blocked additive kernel when no weights
+// are asked. Returns false when neither applies.
 bool fused_forward(const kernels::AttentionProblem& p, const ref::ScoreParams& s, const float* q,
                    const float* k, const float* v, float* out, float* lse, float* weights) {
   if (s.fn == ScoreFn::additive) {
@@ -51,17 +53,37 @@ bool fused_forward(const kernels::AttentionProblem& p, const ref::ScoreParams& s
   return true;
 }
 
-// The fused backward kernels: dot / scaled_dot (flash) and additive; cosine and general stay
-// on the reference. Returns false when neither applies.
+// The additive backward rebuilds P = exp(s − lse) from the forward's f32 lse, whose rounding
+// error (up to |lse|·2^-24) becomes P's relative error: ≤ 2^-15 up to |lse| = 2^10, no more
+// than the f32 scores' own rounding at such magnitudes, but beyond it log l soon vanishes in
+// lse's rounding (at 1e10 two tied keys would get P = 1 each). Larger rows (a saturated
+// softmax) send an additive call to the reference, which reads no lse. (The flash backward
+// handles such rows itself: flash_attention_backward.h.)
+constexpr float kMaxAdditiveLse = 1024.f;
+
+bool lse_in_fused_range(const kernels::AttentionProblem& p, const float* lse) {
+  const int64_t n = p.B * p.Hq * p.Nq;
+  for (int64_t r = 0; r < n; ++r)
+    if (std::isfinite(lse[r]) && std::fabs(lse[r]) >= kMaxAdditiveLse) return false;
+  return true;
+}
+
+// The fused backward kernels: dot / scaled_dot and cosine (flash) and additive; general stays
+// on the reference. Returns false when none applies (or additive meets too large an lse).
 bool fused_backward(const kernels::AttentionProblem& p, const ref::ScoreParams& s, const float* q,
                     const float* k, const float* v, const float* out, const float* lse,
                     const float* dout, float* dq, float* dk, float* dv, float* dwq, float* dwk,
-                    float* dva, float* dbias) {
+                    float* dva, float* dbias, double* dtemperature) {
   if ((s.fn == ScoreFn::dot || s.fn == ScoreFn::scaled_dot) && cpu::flash_attention_backward_supports(p)) {
     cpu::flash_attention_backward(p, q, k, v, out, lse, dout, dq, dk, dv, dbias);
     return true;
   }
-  if (s.fn == ScoreFn::additive && dwq && dwk && dva) {
+  if (s.fn == ScoreFn::cosine && cpu::flash_attention_backward_supports(p)) {
+    cpu::cosine_attention_backward(p, s.temperature, q, k, v, out, lse, dout, dq, dk, dv, dbias,
+                                   dtemperature);
+    return true;
+  }
+  if (s.fn == ScoreFn::additive && dwq && dwk && dva && lse_in_fused_range(p, lse)) {
     cpu::additive_attention_backward(p, {s.wq, s.wk, s.va, s.A}, q, k, v, out, lse, dout, dq, dk,
                                      dv, dwq, dwk, dva, dbias);
     return true;
@@ -109,16 +131,24 @@ void run_backward(const kernels::AttentionProblem& p, const ref::ScoreParams& s,
                   AttentionBackend backend) {
   switch (backend) {
     case AttentionBackend::automatic:
-      if (fused_backward(p, s, q, k, v, out, lse, dout, dq, dk, dv, dwq, dwk, dva, dbias)) return;
+      if (fused_backward(p, s, q, k, v, out, lse, dout, dq, dk, dv, dwq, dwk, dva, dbias,
+                         dtemperature))
+        return;
       [[fallthrough]];
     case AttentionBackend::reference:
       ref::attention_backward(p, s, q, k, v, out, lse, dout, dq, dk, dv, dw, dwq, dwk, dva, dbias,
                               dtemperature);
       return;
     case AttentionBackend::fused:
-      if (fused_backward(p, s, q, k, v, out, lse, dout, dq, dk, dv, dwq, dwk, dva, dbias)) return;
-      fail("attention backward: the fused backend supports the dot, scaled_dot and additive "
-           "scores; got ", score_fn_name(s.fn), "; use backend automatic or reference");
+      if (fused_backward(p, s, q, k, v, out, lse, dout, dq, dk, dv, dwq, dwk, dva, dbias,
+                         dtemperature))
+        return;
+      if (s.fn == ScoreFn::additive && !lse_in_fused_range(p, lse))
+        fail("attention backward: the fused additive kernel needs every finite fwd.lse within ±",
+             kMaxAdditiveLse, " (f32 cannot rebuild a saturated softmax from it); got larger for ",
+             "q [", p.B, ", ", p.Hq, ", ", p.Nq, ", ", p.D, "]; use backend automatic or reference");
+      fail("attention backward: the fused backend supports the dot, scaled_dot, cosine and "
+           "additive scores; got ", score_fn_name(s.fn), "; use backend automatic or reference");
   }
 }
 

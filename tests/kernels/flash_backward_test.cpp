@@ -180,6 +180,38 @@ TEST(FlashBackward, DeterministicForAThreadCount) {
   EXPECT_EQ(a.dv, b.dv);
 }
 
+// Rows whose |lse| ≥ 128 get P from the backward's own row max and sum (a pre-pass), the
+// others from lse. Here every 5th query row of every head has q = 0 and S added to the bias
+// on keys j % 3 == 0; the sums round to exactly S (ulp(1e10) = 1024), a tie in f32 and in the
+// double reference alike, so the answer does not hang on the rounding of the scores (with
+// q·k ≠ 0 it would: the reference would resolve 1e10 + q·k). Both kinds of rows share query
+// blocks; 3 query blocks, causal, 2 threads. With exp(s − lse) the tied keys got P = 1 each.
+TEST(FlashBackward, HugeLogitRowsBesideOrdinaryOnes) {
+  for (double S : {1e10, 1e30}) {
+    Case c;
+    c.B = 1, c.Hq = 2, c.Hkv = 1, c.Nq = 150, c.Nk = 140, c.D = 16, c.bias = Case::Bias::full;
+    c.causal = true, c.query_offset = 10;
+    SCOPED_TRACE(::testing::Message() << "S " << S);
+    Problem pr(c);
+    for (int64_t h = 0; h < c.Hq; ++h)
+      for (int64_t i = 0; i < c.Nq; i += 5) {
+        for (int64_t d = 0; d < c.D; ++d) pr.q[(h * c.Nq + i) * c.D + d] = 0.f;
+        for (int64_t j = 0; j < c.Nk; j += 3) pr.bias[(h * c.Nq + i) * c.Nk + j] += static_cast<float>(S);
+      }
+    const Grads want = reference_grads(pr);
+    int64_t huge_rows = 0;
+    for (float l : pr.lse) huge_rows += std::fabs(l) >= 128 && std::isfinite(l);
+    ASSERT_GT(huge_rows, 50);  // the case holds both kinds of rows
+    set_num_threads(2);
+    const Grads got = fused_grads(pr);
+    set_num_threads(1);
+    test::expect_close(got.dq, want.dq, kTol, "dq");
+    test::expect_close(got.dk, want.dk, kTol, "dk");
+    test::expect_close(got.dv, want.dv, kTol, "dv");
+    test::expect_close(got.dbias, want.dbias, kTol, "dbias");
+  }
+}
+
 TEST(FlashBackward, EverySimdTarget) {
   const std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
   ASSERT_FALSE(targets.empty());

@@ -16,6 +16,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -34,6 +35,12 @@ struct Job {
   const kernels::AttentionProblem* p;
   const float *q, *k, *v, *lse, *dout;
   const float* delta;           // [B, Hq, Nq]: D_i = rowsum(dO_i ∘ O_i)
+  // Rows whose |lse| is too large to rebuild P from (kOwnStatsLse): own_stats[r] = 1, and the
+  // backward's own row max m and 1/l (a pre-pass over the keys) in row_m, row_inv_l.
+  const uint8_t* own_stats;     // [B, Hq, Nq]
+  float *row_m, *row_inv_l;     // [B, Hq, Nq]
+  const int64_t* stat_blocks;   // (b·Hq + h)·n_qb + query block, for blocks holding such rows
+  int64_t n_stat_blocks;
   float* dq_parts[64];          // per thread: [B, Hq, Nq, D] (part 0 is dq itself)
   int n_parts;
   float *dk, *dv;
@@ -45,6 +52,14 @@ struct Job {
 // tile product within L1.
 constexpr int64_t kBr = 64;
 constexpr int64_t kBc = 64;
+
+// P = exp(s − lse) from the forward's f32 lse is off by up to |lse|·2^-24 in the exponent
+// (2^-17 relative at |lse| = 128, no more than the f32 scores' own rounding there); beyond it,
+// log l soon vanishes in lse's rounding (at 1e10 two tied keys would get P = 1 each) and the
+// forward's and backward's f32 scores, rounded differently, stop agreeing to O(1). Such rows
+// get their max m and sum l from the backward's own scores (bit-identical to those it then
+// uses), and P = exp(s − m) / l.
+constexpr float kOwnStatsLse = 128.f;
 
 }  // namespace attn::cpu::flash_bwd
 #endif
@@ -80,6 +95,72 @@ struct Scratch {
     }
   }
 };
+
+// Row i (global gi) of the tile: pr[j] = fma(S_ij, scale, bias_ij), −inf where hidden or
+// j >= kn. Not inlined, with an explicit fma: the row-stats pre-pass and the main pass must
+// round these scores identically.
+HWY_NOINLINE void score_row(const kernels::AttentionProblem& p, int64_t b, int64_t h, int64_t gi,
+                            int64_t j0, int64_t kn, float scale, float* pr) {
+  const float* brow =
+      p.bias ? p.bias + b * p.bias_stride[0] + h * p.bias_stride[1] + gi * p.bias_stride[2] : nullptr;
+  for (int64_t j = 0; j < kBc; ++j) {
+    const int64_t gj = j0 + j;
+    if (j >= kn || !p.visible(b, gi, gj))
+      pr[j] = kNegInf;
+    else
+      pr[j] = std::fma(pr[j], scale, brow ? brow[gj * p.bias_stride[3]] : 0.f);
+  }
+}
+
+// Packs key block j0 (kn keys) of (b, g): Kᵀ [D, kBc] zero past kn, as backward_unit does.
+void pack_kt(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t j0, int64_t kn, float* kt) {
+  const kernels::AttentionProblem& p = *job.p;
+  const float* kbase = job.k + b * p.k_stride[0] + g * p.k_stride[1] + j0 * p.k_stride[2];
+  std::memset(kt, 0, sizeof(float) * p.D * kBc);
+  for (int64_t j = 0; j < kn; ++j)
+    for (int64_t c = 0; c < p.D; ++c) kt[c * kBc + j] = kbase[j * p.k_stride[2] + c];
+}
+
+// The row-stats pre-pass for one query block (i0 = qb·kBr) of (b, h): for its own_stats rows,
+// m = max_j s_ij and 1/l, l = Σ_j exp(s_ij − m) (in double), from the same packed tiles,
+// tile_gemm and score_row as backward_unit, so that its s_ij are the very same floats.
+void row_stats_block(const flash_bwd::Job& job, int64_t bh, int64_t qb, Scratch& s) {
+  const kernels::AttentionProblem& p = *job.p;
+  const int64_t b = bh / p.Hq, h = bh % p.Hq, g = p.kv_head(h);
+  const int64_t D = p.D, Dp = pad_width(D), Nq = p.Nq, i0 = qb * kBr;
+  const int64_t qn = std::min(kBr, Nq - i0);
+  const float scale = static_cast<float>(p.scale);
+  std::memset(s.qp, 0, sizeof(float) * kBr * Dp);
+  const float* qbase = job.q + b * p.q_stride[0] + h * p.q_stride[1] + i0 * p.q_stride[2];
+  for (int64_t i = 0; i < qn; ++i) std::memcpy(s.qp + i * Dp, qbase + i * p.q_stride[2], sizeof(float) * D);
+  double m[kBr], l[kBr];
+  for (int64_t i = 0; i < qn; ++i) m[i] = -std::numeric_limits<double>::infinity(), l[i] = 0;
+  for (int64_t j0 = 0; j0 < p.Nk; j0 += kBc) {
+    const int64_t kn = std::min(kBc, p.Nk - j0);
+    const RowRange rows = rows_seeing_key_block(p, b, j0, kn);
+    if (rows.empty() || rows.hi < i0 || rows.lo >= i0 + qn) continue;
+    pack_kt(job, b, g, j0, kn, s.kt);
+    tile_gemm(qn, kBc, D, s.qp, Dp, 1, s.kt, kBc, s.pt, kBc, false);
+    for (int64_t i = 0; i < qn; ++i) {
+      if (!job.own_stats[bh * Nq + i0 + i]) continue;
+      float* pr = s.pt + i * kBc;
+      score_row(p, b, h, i0 + i, j0, kn, scale, pr);
+      double mx = m[i];
+      for (int64_t j = 0; j < kn; ++j) mx = std::max(mx, double(pr[j]));
+      if (mx == -std::numeric_limits<double>::infinity()) continue;
+      double sum = m[i] == -std::numeric_limits<double>::infinity() ? 0.0 : l[i] * std::exp(m[i] - mx);
+      for (int64_t j = 0; j < kn; ++j) sum += std::exp(double(pr[j]) - mx);
+      m[i] = mx, l[i] = sum;
+    }
+  }
+  for (int64_t i = 0; i < qn; ++i) {
+    const int64_t r = bh * Nq + i0 + i;
+    if (!job.own_stats[r]) continue;
+    const bool seen = m[i] > -std::numeric_limits<double>::infinity();  // else P = 0
+    job.row_m[r] = seen ? static_cast<float>(m[i]) : 0.f;  // m is one of the f32 scores: exact
+    job.row_inv_l[r] = seen ? static_cast<float>(1.0 / l[i]) : 0.f;
+  }
+}
 
 // One work unit: key block kb of kv head g in batch b, all query heads of g's group.
 void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb, float* dq_part,
@@ -150,13 +231,22 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb, 
       // S = Q Kᵀ (raw).
       tile_gemm(qn, kBc, D, s.qp, Dp, 1, s.kt, kBc, s.pt, kBc, false);
 
-      // P = exp(S·scale + bias − lse), 0 where hidden or the row has no visible key.
+      // P = exp(S·scale + bias − lse), 0 where hidden or the row has no visible key; rows
+      // with their own stats: P = exp(S·scale + bias − m) / l.
       const float* lse_row = job.lse + bh * Nq + i0;
       for (int64_t i = 0; i < qn; ++i) {
         float* pr = s.pt + i * kBc;
         const float lse_i = lse_row[i];
         if (lse_i == kNegInf || std::isnan(lse_i)) {
           std::memset(pr, 0, sizeof(float) * kBc);
+          continue;
+        }
+        if (job.own_stats[bh * Nq + i0 + i]) {
+          score_row(p, b, h, i0 + i, j0, kn, scale, pr);
+          const auto vm = hn::Set(d, job.row_m[bh * Nq + i0 + i]);
+          const auto vinv = hn::Set(d, job.row_inv_l[bh * Nq + i0 + i]);
+          for (int64_t j = 0; j < kBc; j += L)
+            hn::StoreU(hn::Mul(hn::Exp(d, hn::Sub(hn::LoadU(d, pr + j), vm)), vinv), d, pr + j);
           continue;
         }
         float row_scale = scale;
@@ -246,6 +336,10 @@ void FlashBackwardImpl(const flash_bwd::Job& job) {
     const int tid = omp_get_thread_num();
     flash_bwd_impl::Scratch scratch(p.D, p.Dv);
     float* dq_part = job.dq_parts[tid < job.n_parts ? tid : 0];
+    const int64_t n_qb = (p.Nq + flash_bwd::kBr - 1) / flash_bwd::kBr;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t u = 0; u < job.n_stat_blocks; ++u)
+      flash_bwd_impl::row_stats_block(job, job.stat_blocks[u] / n_qb, job.stat_blocks[u] % n_qb, scratch);
     // Static round-robin: the same units go to the same thread in the same order on every run.
 #pragma omp for schedule(static, 1)
     for (int64_t u = 0; u < n_units; ++u) {
@@ -294,8 +388,29 @@ void flash_attention_backward(const kernels::AttentionProblem& p, const float* q
     delta[r] = static_cast<float>(acc);
   }
 
+  // Rows too large for exp(s − lse) (kOwnStatsLse) and the query blocks holding them.
+  std::vector<uint8_t> own_stats(static_cast<size_t>(rows), 0);
+  std::vector<float> row_m, row_inv_l;
+  std::vector<int64_t> stat_blocks;
+  const int64_t n_qb = (p.Nq + flash_bwd::kBr - 1) / flash_bwd::kBr;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (!(std::isfinite(lse[r]) && std::fabs(lse[r]) >= flash_bwd::kOwnStatsLse)) continue;
+    own_stats[r] = 1;
+    const int64_t blk = r / p.Nq * n_qb + r % p.Nq / flash_bwd::kBr;
+    if (stat_blocks.empty() || stat_blocks.back() != blk) stat_blocks.push_back(blk);
+  }
+  if (!stat_blocks.empty()) {
+    row_m.assign(static_cast<size_t>(rows), 0.f);
+    row_inv_l.assign(static_cast<size_t>(rows), 1.f);
+  }
+
   flash_bwd::Job job{};
   job.p = &p;
+  job.own_stats = own_stats.data();
+  job.row_m = row_m.data();
+  job.row_inv_l = row_inv_l.data();
+  job.stat_blocks = stat_blocks.data();
+  job.n_stat_blocks = static_cast<int64_t>(stat_blocks.size());
   job.q = q;
   job.k = k;
   job.v = v;

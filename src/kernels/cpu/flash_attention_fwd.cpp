@@ -716,9 +716,9 @@ void attention_weights_from_lse(const kernels::AttentionProblem& p, const float*
                                 const float* k, const float* lse, int64_t row_begin,
                                 int64_t row_end, float* weights, FlashScore score) {
   if (row_end <= row_begin || p.Nk == 0) return;
-  // A picture path: scores and their normaliser in double, so the weights are f32 roundings
-  // of exact ones (the forward's f32 lse alone carries ~|s| * 1e-7 absolute error, which
-  // exp(s - lse) would turn into that much relative error). lse marks the empty rows.
+  // A picture path: scores, their row max m and sum in double, so the weights are f32
+  // roundings of exact ones (the forward's f32 lse alone carries ~|s| * 1e-7 absolute error,
+  // which exp(s - lse) would turn into that much relative error). lse marks the empty rows.
   const int64_t R = row_end - row_begin, D = p.D;
   const bool cosine = score == FlashScore::cosine;
 #pragma omp parallel num_threads(std::max(1, num_threads()))
@@ -750,11 +750,12 @@ void attention_weights_from_lse(const kernels::AttentionProblem& p, const float*
         m = std::max(m, srow[j]);
       }
       if (m == -std::numeric_limits<double>::infinity()) continue;
+      // exp(s - m) / sum, never exp(s - (m + log sum)): when |m| is huge (1e30) m + log sum
+      // rounds to m and a tie would get weights 1 instead of 1/2.
       double sum = 0;
       for (int64_t j = 0; j < p.Nk; ++j) sum += std::exp(srow[j] - m);
-      const double norm = m + std::log(sum);
       for (int64_t j = 0; j < p.Nk; ++j) {
-        double x = std::exp(srow[j] - norm);
+        double x = std::exp(srow[j] - m) / sum;
         if (p.dropout > 0 && x != 0)
           x = dropout_keep(p.seed, p.dropout, b, h, i, j, p.Hq, p.Nq, p.Nk) ? x / (1.0 - p.dropout) : 0.0;
         w[j] = static_cast<float>(x);

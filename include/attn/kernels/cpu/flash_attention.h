@@ -48,10 +48,11 @@ void project_queries(const kernels::AttentionProblem& p, const float* q, const f
                      float* q_proj);
 
 // Softmax weights for the pictures, recomputed without a second attention implementation:
-// weights = exp(score - lse) with masks and dropout as in the forward (what multiplied v). The
-// scores and their log-normaliser are recomputed in double for the rows asked, so the weights
-// are f32 roundings of exact values; the forward's lse (may be null) marks the rows with no
-// visible key. Only query rows [row_begin, row_end) of every (batch, head) are computed:
+// weights = exp(score - m) / sum_j exp(score_j - m) (m the row max) with masks and dropout as
+// in the forward (what multiplied v). The scores, m and the sum are recomputed in double for
+// the rows asked, so the weights are f32 roundings of exact values even at logits of ±1e30
+// (where exp(score - lse) would lose log(sum) in the rounding of lse); the forward's lse (may
+// be null) marks the rows with no visible key. Only query rows [row_begin, row_end) of every (batch, head) are computed:
 //   weights: [B, Hq, row_end - row_begin, Nk] contiguous.
 // Pass row_begin = 0, row_end = p.Nq for the full [B, Hq, Nq, Nk] tensor. For `general`,
 // pass the projected q' (project_queries) and p.D = p.Dk.

@@ -10,8 +10,8 @@
 namespace attn::cpu {
 
 // Whether flash_attention_backward handles this problem: the dot / scaled_dot score
-// (p.scale multiplies q·k) with Dk == D. Cosine, general and additive go elsewhere
-// (additive: additive_attention.h; cosine and general: the reference).
+// (p.scale multiplies q·k) with Dk == D; cosine_attention_backward (below) runs on it too.
+// General and additive go elsewhere (additive: additive_attention.h; general: the reference).
 bool flash_attention_backward_supports(const kernels::AttentionProblem& p);
 
 // Gradients of sum(dout * out) for out = softmax(mask(q kᵀ · scale + bias)) v (with dropout
@@ -27,6 +27,10 @@ bool flash_attention_backward_supports(const kernels::AttentionProblem& p);
 // Per key block (parallel over batch × kv head × key block) with D_i = rowsum(dO_i ∘ O_i):
 //   S = Q Kᵀ·scale + bias, P = exp(S − lse), dV += Pᵀ dO, dP = dO Vᵀ, dS = P ∘ (dP − D_i),
 //   dK += dSᵀ Q·scale, dQ += dS K·scale.
+// Rows with |lse| ≥ 128 (a nearly saturated softmax, logits up to ±1e30) cannot rebuild P from
+// an f32 lse: its rounding swallows log l, and the forward's f32 scores, rounded otherwise,
+// need not match these to O(1). A pre-pass over the keys gives such rows their max m and sum l
+// from this kernel's own scores, and P = exp(S − m) / l (cost: one more Q Kᵀ for their blocks).
 // dK and dV of a kv head sum over its query heads. dQ is accumulated into one buffer per
 // thread (work is assigned statically) and the buffers are summed in thread order, so the
 // result is deterministic for a fixed thread count. Extra memory: (threads − 1) × |dq| plus
@@ -34,5 +38,16 @@ bool flash_attention_backward_supports(const kernels::AttentionProblem& p);
 void flash_attention_backward(const kernels::AttentionProblem& p, const float* q, const float* k,
                               const float* v, const float* out, const float* lse, const float* dout,
                               float* dq, float* dk, float* dv, float* dbias = nullptr);
+
+// Backward of the cosine score s = cos(q_i, k_j) / temperature (p.scale ignored), buffers as
+// above (q, k strided): q̂ = q/|q|, k̂ = k/|k| (a zero row stays 0: its score is the constant
+// 0 and its gradient 0, as in the reference), the dot backward above on q̂, k̂ with scale
+// 1/temperature, then dq = (dq̂ − q̂ (q̂·dq̂)) / |q| and likewise dk. dtemperature (may be null)
+// gets d(loss)/d(temperature) = −(1/T) Σ_i q̂_i·dq̂_i. Extra memory: q̂ and k̂ (f32) besides
+// the dot backward's.
+void cosine_attention_backward(const kernels::AttentionProblem& p, double temperature,
+                               const float* q, const float* k, const float* v, const float* out,
+                               const float* lse, const float* dout, float* dq, float* dk, float* dv,
+                               float* dbias, double* dtemperature);
 
 }  // namespace attn::cpu
