@@ -58,7 +58,7 @@ struct TrainG2PArgs {
   int64_t patience = 5;
   double minutes = 0;
   int64_t max_steps = 0;
-  int64_t epochs = 30;
+  int64_t epochs = 0;  // 0: 30, or no cap when --max-steps is given
   int64_t log_every = 100;
   uint64_t seed = 1;
   bool resume = false;
@@ -167,8 +167,8 @@ int run_train_g2p(const TrainG2PArgs& a) {
   train::TrainOptions to;
   to.seed = a.seed;
   to.batch_size = a.batch;
-  to.max_epochs = a.epochs;
-  to.max_steps = a.max_steps > 0 ? a.max_steps : a.epochs * steps_per_epoch;
+  to.max_epochs = a.epochs > 0 ? a.epochs : (a.max_steps > 0 ? int64_t{1} << 40 : 30);
+  to.max_steps = a.max_steps > 0 ? a.max_steps : to.max_epochs * steps_per_epoch;
   to.max_seconds = a.minutes * 60.0;
   to.lr = a.lr;
   to.warmup_steps = a.warmup;
@@ -286,7 +286,8 @@ void add_train_g2p(CLI::App& train, std::shared_ptr<TrainG2PArgs> args, CLI::App
       ->check(CLI::NonNegativeNumber)->group(t);
   g->add_option("--max-steps", a.max_steps, "Optimizer steps in all, across resumes (0 = --epochs worth)")
       ->check(CLI::NonNegativeNumber)->group(t);
-  g->add_option("--epochs", a.epochs, "Maximum epochs")->check(CLI::PositiveNumber)->group(t);
+  g->add_option("--epochs", a.epochs, "Maximum epochs (0: 30, or no cap when --max-steps is given)")
+      ->check(CLI::NonNegativeNumber)->group(t);
   g->add_option("--log-every", a.log_every, "Steps between log lines when stderr is not a terminal")
       ->check(CLI::PositiveNumber)->group(t);
   g->add_option("--seed", a.seed, "Seed of initialisation, batching and dropout")->group(t);
