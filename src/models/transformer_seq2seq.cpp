@@ -19,6 +19,7 @@ nn::TransformerLayerOptions layer_opts(const TransformerSeq2SeqOptions& o) {
   l.activation = o.activation;
   l.batch_first = true;
   l.norm_first = o.norm_first;
+  l.num_kv_heads = o.num_kv_heads;
   return l;
 }
 
@@ -31,7 +32,91 @@ void check_ids(const char* arg, const Tensor& ids, int64_t vocab, int64_t max_le
   (void)vocab;  // Embedding checks each id against its table
 }
 
+const char* activation_name(nn::Activation a) { return a == nn::Activation::relu ? "relu" : "gelu"; }
+
+// Key lengths [B] i32 checked against src [B, S]: each in [1, S].
+Tensor checked_lengths(const Tensor& src, const Tensor& src_lengths) {
+  const int64_t B = src.size(0), S = src.size(1);
+  ATTN_CHECK(src_lengths.defined() && src_lengths.dtype() == DType::i32 && src_lengths.shape() == Shape{B},
+             "TransformerSeq2Seq: src_lengths must be i32 [", B, "] for src ", shape_str(src.shape()), ", got ",
+             src_lengths.defined() ? shape_str(src_lengths.shape()) : std::string("undefined"));
+  Tensor l = src_lengths.contiguous();
+  for (int64_t b = 0; b < B; ++b) {
+    const int32_t n = l.data<int32_t>()[b];
+    ATTN_CHECK(n >= 1 && n <= S, "TransformerSeq2Seq: src_lengths[", b, "] = ", n, " outside [1, ", S, "]");
+  }
+  return l;
+}
+
 }  // namespace
+
+nlohmann::json TransformerSeq2SeqOptions::to_json() const {
+  return {{"model", "transformer"},
+          {"src_vocab", src_vocab},
+          {"tgt_vocab", tgt_vocab},
+          {"d_model", d_model},
+          {"nhead", nhead},
+          {"num_encoder_layers", num_encoder_layers},
+          {"num_decoder_layers", num_decoder_layers},
+          {"dim_feedforward", dim_feedforward},
+          {"dropout", dropout},
+          {"activation", activation_name(activation)},
+          {"norm_first", norm_first},
+          {"max_len", max_len},
+          {"pad_id", pad_id},
+          {"num_kv_heads", num_kv_heads}};
+}
+
+TransformerSeq2SeqOptions TransformerSeq2SeqOptions::from_json(const nlohmann::json& j) {
+  ATTN_CHECK(j.is_object(), "TransformerSeq2SeqOptions: expected a JSON object, got ", j.dump());
+  TransformerSeq2SeqOptions c;
+  const char* key = "";
+  try {
+    auto get = [&](const char* k, auto& field) {
+      key = k;
+      if (j.contains(k)) field = j.at(k).get<std::decay_t<decltype(field)>>();
+    };
+    std::string model = "transformer", activation = activation_name(c.activation);
+    get("model", model);
+    ATTN_CHECK(model == "transformer", "TransformerSeq2SeqOptions: model '", model, "' (expected transformer)");
+    get("src_vocab", c.src_vocab);
+    get("tgt_vocab", c.tgt_vocab);
+    get("d_model", c.d_model);
+    get("nhead", c.nhead);
+    get("num_encoder_layers", c.num_encoder_layers);
+    get("num_decoder_layers", c.num_decoder_layers);
+    get("dim_feedforward", c.dim_feedforward);
+    get("dropout", c.dropout);
+    get("activation", activation);
+    ATTN_CHECK(activation == "relu" || activation == "gelu", "TransformerSeq2SeqOptions: activation '", activation,
+               "' (expected relu or gelu)");
+    c.activation = activation == "relu" ? nn::Activation::relu : nn::Activation::gelu;
+    get("norm_first", c.norm_first);
+    get("max_len", c.max_len);
+    get("pad_id", c.pad_id);
+    get("num_kv_heads", c.num_kv_heads);
+  } catch (const nlohmann::json::exception& e) {
+    fail("TransformerSeq2SeqOptions: malformed field '", key, "': ", e.what());
+  }
+  c.validate();
+  return c;
+}
+
+void TransformerSeq2SeqOptions::validate() const {
+  ATTN_CHECK(src_vocab > 0 && tgt_vocab > 0, "TransformerSeq2SeqOptions: src_vocab ", src_vocab, " and tgt_vocab ",
+             tgt_vocab, " must be positive");
+  ATTN_CHECK(pad_id >= 0 && pad_id < src_vocab && pad_id < tgt_vocab, "TransformerSeq2SeqOptions: pad_id ", pad_id,
+             " outside the vocabularies (", src_vocab, ", ", tgt_vocab, ")");
+  ATTN_CHECK(d_model > 0 && nhead > 0 && d_model % nhead == 0, "TransformerSeq2SeqOptions: d_model ", d_model,
+             " must be a positive multiple of nhead ", nhead);
+  ATTN_CHECK(num_kv_heads >= 0 && (num_kv_heads == 0 || nhead % num_kv_heads == 0),
+             "TransformerSeq2SeqOptions: num_kv_heads ", num_kv_heads, " must divide nhead ", nhead);
+  ATTN_CHECK(dim_feedforward > 0, "TransformerSeq2SeqOptions: dim_feedforward ", dim_feedforward, " must be positive");
+  ATTN_CHECK(max_len > 0, "TransformerSeq2SeqOptions: max_len ", max_len, " must be positive");
+  ATTN_CHECK(num_encoder_layers >= 0 && num_decoder_layers >= 0, "TransformerSeq2SeqOptions: num_encoder_layers ",
+             num_encoder_layers, " and num_decoder_layers ", num_decoder_layers, " must be >= 0");
+  ATTN_CHECK(dropout >= 0 && dropout < 1, "TransformerSeq2SeqOptions: dropout ", dropout, " must be in [0, 1)");
+}
 
 TransformerEncoderStack::TransformerEncoderStack(const nn::TransformerLayerOptions& o, int64_t n, Rng& rng) {
   // torch registers "layers" (a ModuleList) before "norm".
@@ -53,9 +138,11 @@ TransformerDecoderStack::TransformerDecoderStack(const nn::TransformerLayerOptio
 }
 
 Var TransformerDecoderStack::forward(const Var& y, const Var& memory, const nn::AttentionMasks& tgt_masks,
-                                     const nn::AttentionMasks& memory_masks) {
+                                     const nn::AttentionMasks& memory_masks, std::vector<Tensor>* cross_weights) {
   Var h = y;
-  for (auto& layer : layers) h = layer->forward(h, memory, tgt_masks, memory_masks);
+  if (cross_weights) cross_weights->assign(layers.size(), Tensor());
+  for (size_t i = 0; i < layers.size(); ++i)
+    h = layers[i]->forward(h, memory, tgt_masks, memory_masks, cross_weights ? &(*cross_weights)[i] : nullptr);
   return norm->forward(h);
 }
 
@@ -65,14 +152,7 @@ TransformerCore::TransformerCore(const nn::TransformerLayerOptions& o, int64_t n
 }
 
 TransformerSeq2Seq::TransformerSeq2Seq(const TransformerSeq2SeqOptions& o, Rng& rng) : opts(o) {
-  ATTN_CHECK(o.src_vocab > 0 && o.tgt_vocab > 0, "TransformerSeq2Seq: src_vocab ", o.src_vocab, " and tgt_vocab ",
-             o.tgt_vocab, " must be positive");
-  ATTN_CHECK(o.pad_id >= 0 && o.pad_id < o.src_vocab && o.pad_id < o.tgt_vocab, "TransformerSeq2Seq: pad_id ",
-             o.pad_id, " outside the vocabularies (", o.src_vocab, ", ", o.tgt_vocab, ")");
-  ATTN_CHECK(o.d_model > 0 && o.nhead > 0 && o.d_model % o.nhead == 0 && o.dim_feedforward > 0 && o.max_len > 0 &&
-                 o.num_encoder_layers >= 0 && o.num_decoder_layers >= 0,
-             "TransformerSeq2Seq: d_model ", o.d_model, " must be a positive multiple of nhead ", o.nhead,
-             "; dim_feedforward ", o.dim_feedforward, ", max_len ", o.max_len, " positive");
+  o.validate();
   // Registration order = the G2P module's state_dict order.
   src_emb = register_module("src_emb", std::make_shared<nn::Embedding>(o.src_vocab, o.d_model, rng, o.pad_id));
   tgt_emb = register_module("tgt_emb", std::make_shared<nn::Embedding>(o.tgt_vocab, o.d_model, rng, o.pad_id));
@@ -119,10 +199,10 @@ nn::AttentionMasks TransformerSeq2Seq::padding_masks(const Tensor& ids) const {
   return m;
 }
 
-Var TransformerSeq2Seq::embed(const nn::Embedding& emb, const Tensor& ids) {
-  // x = dropout(emb(ids) * sqrt(E) + pe)
+Var TransformerSeq2Seq::embed(const nn::Embedding& emb, const Tensor& ids, int64_t offset) {
+  // x = dropout(emb(ids) * sqrt(E) + pe[offset:])
   Var x = ag::mul(emb.forward(ids), std::sqrt(static_cast<double>(opts.d_model)));
-  return drop->forward(pe->forward(x));
+  return drop->forward(pe->forward(x, offset));
 }
 
 EncoderState TransformerSeq2Seq::encode(const Tensor& src) {
@@ -133,14 +213,23 @@ EncoderState TransformerSeq2Seq::encode(const Tensor& src) {
   return s;
 }
 
-Var TransformerSeq2Seq::decode(const Tensor& tgt_in, const EncoderState& enc) {
+EncoderState TransformerSeq2Seq::encode(const Tensor& src, const Tensor& src_lengths) {
+  check_ids("src", src, opts.src_vocab, opts.max_len);
+  EncoderState s;
+  s.mask.key_lengths = checked_lengths(src, src_lengths);
+  s.memory = tf->encoder->forward(embed(*src_emb, src), s.mask);
+  return s;
+}
+
+Var TransformerSeq2Seq::decode(const Tensor& tgt_in, const EncoderState& enc, std::vector<Tensor>* cross_weights,
+                               bool hide_target_padding) {
   check_ids("tgt_in", tgt_in, opts.tgt_vocab, opts.max_len);
   ATTN_CHECK(enc.memory.defined() && enc.memory.size(0) == tgt_in.size(0), "TransformerSeq2Seq: tgt_in ",
              shape_str(tgt_in.shape()), " does not match memory ",
              enc.memory.defined() ? shape_str(enc.memory.shape()) : std::string("undefined"));
-  nn::AttentionMasks tm = padding_masks(tgt_in);
+  nn::AttentionMasks tm = hide_target_padding ? padding_masks(tgt_in) : nn::AttentionMasks{};
   tm.is_causal = true;
-  Var h = tf->decoder->forward(embed(*tgt_emb, tgt_in), enc.memory, tm, enc.mask);
+  Var h = tf->decoder->forward(embed(*tgt_emb, tgt_in), enc.memory, tm, enc.mask, cross_weights);
   return out->forward(h);
 }
 
@@ -151,5 +240,78 @@ Var TransformerSeq2Seq::decode_step(const Tensor& tgt_in, const EncoderState& en
 }
 
 Var TransformerSeq2Seq::forward(const Tensor& src, const Tensor& tgt_in) { return decode(tgt_in, encode(src)); }
+
+Seq2SeqOutput TransformerSeq2Seq::forward(const Tensor& src, const Tensor& src_lengths, const Tensor& tgt_in) {
+  Seq2SeqOutput o;
+  o.logits = decode(tgt_in, encode(src, src_lengths));
+  return o;
+}
+
+void TransformerSeq2Seq::begin_step(int64_t step) {
+  const uint64_t c = static_cast<uint64_t>(step) << 32;
+  drop->stream.counter = c;
+  for (auto& l : tf->encoder->layers) {
+    for (auto* d : {l->dropout.get(), l->dropout1.get(), l->dropout2.get()}) d->stream.counter = c;
+    l->self_attn->dropout_stream().counter = c;
+  }
+  for (auto& l : tf->decoder->layers) {
+    for (auto* d : {l->dropout.get(), l->dropout1.get(), l->dropout2.get(), l->dropout3.get()}) d->stream.counter = c;
+    l->self_attn->dropout_stream().counter = c;
+    l->multihead_attn->dropout_stream().counter = c;
+  }
+}
+
+std::vector<Tensor> TransformerSeq2Seq::cross_attention_weights(const Tensor& src, const Tensor& tgt_in) {
+  ag::NoGradGuard no_grad;
+  const bool was_training = is_training();
+  eval();
+  std::vector<Tensor> w;
+  try {
+    decode(tgt_in, encode(src), &w);
+  } catch (...) {
+    train(was_training);
+    throw;
+  }
+  train(was_training);
+  return w;
+}
+
+TransformerDecoderCache TransformerSeq2Seq::start_decoding(const EncoderState& enc) {
+  ag::NoGradGuard no_grad;
+  ATTN_CHECK(enc.memory.defined() && !enc.mask.key_padding_mask.defined() && !enc.mask.attn_mask.defined(),
+             "TransformerSeq2Seq.start_decoding: the encoder state must be masked by key lengths only "
+             "(encode(src, src_lengths))");
+  TransformerDecoderCache c;
+  for (auto& l : tf->decoder->layers) c.layers.push_back(l->start_cache(enc.memory, enc.mask.key_lengths));
+  return c;
+}
+
+Var TransformerSeq2Seq::decode_next(const Tensor& prev_tokens, TransformerDecoderCache& cache,
+                                    std::vector<Tensor>* cross_weights) {
+  ag::NoGradGuard no_grad;
+  ATTN_CHECK(prev_tokens.defined() && prev_tokens.dtype() == DType::i32 && prev_tokens.dim() == 1,
+             "TransformerSeq2Seq.decode_next: prev_tokens must be i32 [N], got ",
+             prev_tokens.defined() ? shape_str(prev_tokens.shape()) : std::string("undefined"));
+  const int64_t N = prev_tokens.size(0);
+  ATTN_CHECK(cache.layers.size() == tf->decoder->layers.size() && (cache.layers.empty() || cache.rows() == N),
+             "TransformerSeq2Seq.decode_next: prev_tokens ", shape_str(prev_tokens.shape()), " do not fit a cache of ",
+             cache.rows(), " rows and ", cache.layers.size(), " layers");
+  ATTN_CHECK(cache.length < opts.max_len, "TransformerSeq2Seq.decode_next: position ", cache.length,
+             " reaches max_len ", opts.max_len);
+  Var x = embed(*tgt_emb, prev_tokens.reshape({N, 1}), cache.length);  // [N, 1, E]
+  if (cross_weights) cross_weights->assign(cache.layers.size(), Tensor());
+  for (size_t i = 0; i < cache.layers.size(); ++i) {
+    Tensor w;
+    x = tf->decoder->layers[i]->forward_step(x, cache.layers[i], cross_weights ? &w : nullptr);
+    if (cross_weights) (*cross_weights)[i] = w.reshape({N, w.size(1), w.size(3)});  // [N, H, S]
+  }
+  ++cache.length;
+  Var logits = out->forward(tf->decoder->norm->forward(x));  // [N, 1, V]
+  return ag::reshape(logits, {N, opts.tgt_vocab});
+}
+
+void TransformerDecoderCache::reorder(const Tensor& rows) {
+  for (auto& l : layers) l.reorder(rows);
+}
 
 }  // namespace attn::models

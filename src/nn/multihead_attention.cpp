@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
+#include <tuple>
 
 #include "attn/autograd/ops.h"
 
@@ -85,51 +87,33 @@ Var split_heads(const Var& x, int64_t H) {
 
 }  // namespace
 
-MhaOutput MultiheadAttention::forward(const Var& query_in, const Var& key_in, const Var& value_in,
-                                      const AttentionMasks& masks, bool need_weights, bool average) {
-  const bool bf = opts.batch_first;
-  Var query = bf ? query_in : ag::transpose(query_in, 0, 1);
-  Var key = key_in.node() == query_in.node() ? query : (bf ? key_in : ag::transpose(key_in, 0, 1));
-  Var value = value_in.node() == key_in.node() ? key : (bf ? value_in : ag::transpose(value_in, 0, 1));
+Var MultiheadAttention::project_q(const Var& query) {
+  const int64_t E = embed_dim;
+  Var b = in_proj_bias.defined() ? ag::slice(in_proj_bias, 0, 0, E) : Var();
+  return ag::linear(query, in_proj_weight.defined() ? ag::slice(in_proj_weight, 0, 0, E) : q_proj_weight, b);
+}
+
+std::pair<Var, Var> MultiheadAttention::project_kv_vars(const Var& key, const Var& value) {
   const int64_t E = embed_dim, Ekv = num_kv_heads * head_dim;
-  ATTN_CHECK(query.dim() == 3 && query.size(2) == E, "MultiheadAttention: query ", shape_str(query_in.shape()),
-             " expected last dim ", E);
-  ATTN_CHECK(key.dim() == 3 && key.size(2) == kdim && value.dim() == 3 && value.size(2) == vdim &&
-                 key.size(0) == query.size(0) && value.size(0) == query.size(0) && key.size(1) == value.size(1),
-             "MultiheadAttention: key ", shape_str(key_in.shape()), " / value ", shape_str(value_in.shape()),
-             " do not fit query ", shape_str(query_in.shape()), " (kdim ", kdim, ", vdim ", vdim, ")");
-  const int64_t B = query.size(0), Nq = query.size(1), Nk = key.size(1);
-
-  Var q, k, v;
   auto bias_part = [&](int64_t a, int64_t b) { return in_proj_bias.defined() ? ag::slice(in_proj_bias, 0, a, b) : Var(); };
-  if (in_proj_weight.defined() && query.node() == key.node() && key.node() == value.node()) {
-    // Self-attention: one GEMM for q, k and v.
-    auto qkv = ag::split(ag::linear(query, in_proj_weight, in_proj_bias), 2, {E, Ekv, Ekv});
-    q = qkv[0];
-    k = qkv[1];
-    v = qkv[2];
-  } else if (in_proj_weight.defined()) {
-    q = ag::linear(query, ag::slice(in_proj_weight, 0, 0, E), bias_part(0, E));
-    if (key.node() == value.node()) {
-      auto kv = ag::split(ag::linear(key, ag::slice(in_proj_weight, 0, E, E + 2 * Ekv), bias_part(E, E + 2 * Ekv)), 2,
-                          {Ekv, Ekv});
-      k = kv[0];
-      v = kv[1];
-    } else {
-      k = ag::linear(key, ag::slice(in_proj_weight, 0, E, E + Ekv), bias_part(E, E + Ekv));
-      v = ag::linear(value, ag::slice(in_proj_weight, 0, E + Ekv, E + 2 * Ekv), bias_part(E + Ekv, E + 2 * Ekv));
-    }
-  } else {
-    q = ag::linear(query, q_proj_weight, bias_part(0, E));
-    k = ag::linear(key, k_proj_weight, bias_part(E, E + Ekv));
-    v = ag::linear(value, v_proj_weight, bias_part(E + Ekv, E + 2 * Ekv));
+  if (in_proj_weight.defined() && key.node() == value.node()) {
+    auto kv = ag::split(ag::linear(key, ag::slice(in_proj_weight, 0, E, E + 2 * Ekv), bias_part(E, E + 2 * Ekv)), 2,
+                        {Ekv, Ekv});
+    return {kv[0], kv[1]};
   }
-  Var qh = split_heads(q, num_heads), kh = split_heads(k, num_kv_heads), vh = split_heads(v, num_kv_heads);
+  if (in_proj_weight.defined())
+    return {ag::linear(key, ag::slice(in_proj_weight, 0, E, E + Ekv), bias_part(E, E + Ekv)),
+            ag::linear(value, ag::slice(in_proj_weight, 0, E + Ekv, E + 2 * Ekv), bias_part(E + Ekv, E + 2 * Ekv))};
+  return {ag::linear(key, k_proj_weight, bias_part(E, E + Ekv)), ag::linear(value, v_proj_weight, bias_part(E + Ekv, E + 2 * Ekv))};
+}
 
+MhaOutput MultiheadAttention::attend(const Var& qh, const Var& kh, const Var& vh, const AttentionMasks& masks,
+                                     bool need_weights, bool average) {
+  const int64_t B = qh.size(0), Nq = qh.size(2), Nk = kh.size(2), E = embed_dim;
   ag::AttentionInputs in;
   in.key_lengths = masks.key_lengths;
   Tensor bias = combine_masks(masks, B, num_heads, Nq, Nk);
-  if (bias.defined()) in.bias = Var(bias.to(query.dtype()), false);
+  if (bias.defined()) in.bias = Var(bias.to(qh.dtype()), false);
   AttentionOptions ao;
   ao.score = ScoreFn::scaled_dot;
   ao.causal = masks.is_causal;
@@ -142,7 +126,7 @@ MhaOutput MultiheadAttention::forward(const Var& query_in, const Var& key_in, co
   // [B, H, Nq, Dh] -> [B, Nq, E]
   Var o = out_proj->forward(ag::reshape(ag::transpose(r.out, 1, 2), {B, Nq, E}));
   MhaOutput res;
-  res.out = bf ? o : ag::transpose(o, 0, 1);
+  res.out = opts.batch_first ? o : ag::transpose(o, 0, 1);
   if (need_weights) {
     res.weights = r.weights;
     if (average) {
@@ -158,6 +142,119 @@ MhaOutput MultiheadAttention::forward(const Var& query_in, const Var& key_in, co
     }
   }
   return res;
+}
+
+MhaOutput MultiheadAttention::forward(const Var& query_in, const Var& key_in, const Var& value_in,
+                                      const AttentionMasks& masks, bool need_weights, bool average) {
+  const bool bf = opts.batch_first;
+  Var query = bf ? query_in : ag::transpose(query_in, 0, 1);
+  Var key = key_in.node() == query_in.node() ? query : (bf ? key_in : ag::transpose(key_in, 0, 1));
+  Var value = value_in.node() == key_in.node() ? key : (bf ? value_in : ag::transpose(value_in, 0, 1));
+  const int64_t E = embed_dim, Ekv = num_kv_heads * head_dim;
+  ATTN_CHECK(query.dim() == 3 && query.size(2) == E, "MultiheadAttention: query ", shape_str(query_in.shape()),
+             " expected last dim ", E);
+  ATTN_CHECK(key.dim() == 3 && key.size(2) == kdim && value.dim() == 3 && value.size(2) == vdim &&
+                 key.size(0) == query.size(0) && value.size(0) == query.size(0) && key.size(1) == value.size(1),
+             "MultiheadAttention: key ", shape_str(key_in.shape()), " / value ", shape_str(value_in.shape()),
+             " do not fit query ", shape_str(query_in.shape()), " (kdim ", kdim, ", vdim ", vdim, ")");
+
+  Var q, k, v;
+  if (in_proj_weight.defined() && query.node() == key.node() && key.node() == value.node()) {
+    // Self-attention: one GEMM for q, k and v.
+    auto qkv = ag::split(ag::linear(query, in_proj_weight, in_proj_bias), 2, {E, Ekv, Ekv});
+    q = qkv[0];
+    k = qkv[1];
+    v = qkv[2];
+  } else {
+    q = project_q(query);
+    std::tie(k, v) = project_kv_vars(key, value);
+  }
+  return attend(split_heads(q, num_heads), split_heads(k, num_kv_heads), split_heads(v, num_kv_heads), masks,
+                need_weights, average);
+}
+
+KvCache MultiheadAttention::project_kv(const Var& key_in, const Var& value_in, const Tensor& key_lengths) {
+  ag::NoGradGuard no_grad;
+  const bool bf = opts.batch_first;
+  Var key = bf ? key_in : ag::transpose(key_in, 0, 1);
+  Var value = value_in.node() == key_in.node() ? key : (bf ? value_in : ag::transpose(value_in, 0, 1));
+  ATTN_CHECK(key.dim() == 3 && key.size(2) == kdim && value.dim() == 3 && value.size(2) == vdim &&
+                 key.size(0) == value.size(0) && key.size(1) == value.size(1),
+             "MultiheadAttention.project_kv: key ", shape_str(key_in.shape()), " / value ",
+             shape_str(value_in.shape()), " expected [B, Nk, ", kdim, "] / [B, Nk, ", vdim, "]");
+  const int64_t B = key.size(0);
+  ATTN_CHECK(!key_lengths.defined() ||
+                 (key_lengths.dtype() == DType::i32 && key_lengths.shape() == Shape{B}),
+             "MultiheadAttention.project_kv: key_lengths ", shape_str(key_lengths.shape()), " expected i32 [", B, "]");
+  auto [k, v] = project_kv_vars(key, value);
+  KvCache c;
+  c.k = split_heads(k, num_kv_heads).value().contiguous();
+  c.v = split_heads(v, num_kv_heads).value().contiguous();
+  if (key_lengths.defined()) c.key_lengths = key_lengths.contiguous();
+  return c;
+}
+
+MhaOutput MultiheadAttention::forward_step(const Var& query_in, KvCache& cache, bool append, bool need_weights,
+                                           bool average) {
+  ag::NoGradGuard no_grad;
+  Var query = opts.batch_first ? query_in : ag::transpose(query_in, 0, 1);
+  const int64_t E = embed_dim, Ekv = num_kv_heads * head_dim;
+  ATTN_CHECK(query.dim() == 3 && query.size(1) == 1 && query.size(2) == E, "MultiheadAttention.forward_step: query ",
+             shape_str(query_in.shape()), " expected one position of width ", E);
+  const int64_t N = query.size(0);
+  ATTN_CHECK(cache.rows() == N || (append && cache.rows() == 0), "MultiheadAttention.forward_step: cache has ",
+             cache.rows(), " rows, query ", shape_str(query_in.shape()));
+  Var q;
+  if (append) {
+    ATTN_CHECK(kdim == E && vdim == E, "MultiheadAttention.forward_step: appending needs kdim = vdim = embed_dim ", E,
+               ", got ", kdim, ", ", vdim);
+    Var k, v;
+    if (in_proj_weight.defined()) {
+      auto qkv = ag::split(ag::linear(query, in_proj_weight, in_proj_bias), 2, {E, Ekv, Ekv});
+      q = qkv[0];
+      k = qkv[1];
+      v = qkv[2];
+    } else {
+      q = project_q(query);
+      std::tie(k, v) = project_kv_vars(query, query);
+    }
+    // [N, Hkv, 1, Dh] appended along the key axis. Copying the past keys is O(L) per step,
+    // the same order as the attention itself.
+    Var kh = split_heads(k, num_kv_heads), vh = split_heads(v, num_kv_heads);
+    if (cache.rows() == 0) {
+      cache.k = kh.value().contiguous();
+      cache.v = vh.value().contiguous();
+    } else {
+      cache.k = ag::concat({Var(cache.k, false), kh}, 2).value();
+      cache.v = ag::concat({Var(cache.v, false), vh}, 2).value();
+    }
+  } else {
+    ATTN_CHECK(cache.length() > 0, "MultiheadAttention.forward_step: empty cache without append");
+    q = project_q(query);
+  }
+  AttentionMasks m;
+  m.key_lengths = cache.key_lengths;
+  // The single query is the newest position: every cached key is visible (no causal mask).
+  return attend(split_heads(q, num_heads), Var(cache.k, false), Var(cache.v, false), m, need_weights, average);
+}
+
+void KvCache::reorder(const Tensor& rows) {
+  ag::NoGradGuard no_grad;
+  ATTN_CHECK(rows.defined() && rows.dtype() == DType::i32 && rows.dim() == 1, "KvCache.reorder: rows must be i32 [M], got ",
+             rows.defined() ? shape_str(rows.shape()) : std::string("undefined"));
+  if (!k.defined()) return;  // nothing cached yet (a self-attention cache before the first step)
+  const Tensor r = rows.contiguous();
+  const int32_t* pr = r.data<int32_t>();
+  for (int64_t i = 0; i < r.numel(); ++i)
+    ATTN_CHECK(pr[i] >= 0 && pr[i] < this->rows(), "KvCache.reorder: row ", pr[i], " outside [0, ", this->rows(), ")");
+  k = ag::index_select(Var(k, false), r).value();
+  v = ag::index_select(Var(v, false), r).value();
+  if (key_lengths.defined()) {
+    Tensor kl = Tensor::empty({r.numel()}, DType::i32);
+    const Tensor old = key_lengths.contiguous();
+    for (int64_t i = 0; i < r.numel(); ++i) kl.data<int32_t>()[i] = old.data<int32_t>()[pr[i]];
+    key_lengths = kl;
+  }
 }
 
 }  // namespace attn::nn

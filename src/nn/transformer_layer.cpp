@@ -64,19 +64,45 @@ Var TransformerDecoderLayer::ff_block(const Var& x) {
   return dropout3->forward(linear2->forward(dropout->forward(activate(opts.activation, linear1->forward(x)))));
 }
 
-Var TransformerDecoderLayer::forward(const Var& tgt, const Var& memory, const AttentionMasks& tm,
-                                     const AttentionMasks& mm) {
-  auto sa = [&](const Var& x) { return dropout1->forward(self_attn->forward(x, x, x, tm).out); };
-  auto ca = [&](const Var& x) { return dropout2->forward(multihead_attn->forward(x, memory, memory, mm).out); };
+template <typename SelfAttn, typename CrossAttn>
+Var TransformerDecoderLayer::residual_blocks(const Var& tgt, const SelfAttn& sa, const CrossAttn& ca) {
   Var x = tgt;
   if (opts.norm_first) {
-    x = x + sa(norm1->forward(x));
-    x = x + ca(norm2->forward(x));
+    x = x + dropout1->forward(sa(norm1->forward(x)));
+    x = x + dropout2->forward(ca(norm2->forward(x)));
     return x + ff_block(norm3->forward(x));
   }
-  x = norm1->forward(x + sa(x));
-  x = norm2->forward(x + ca(x));
+  x = norm1->forward(x + dropout1->forward(sa(x)));
+  x = norm2->forward(x + dropout2->forward(ca(x)));
   return norm3->forward(x + ff_block(x));
+}
+
+Var TransformerDecoderLayer::forward(const Var& tgt, const Var& memory, const AttentionMasks& tm,
+                                     const AttentionMasks& mm, Tensor* cross_weights) {
+  auto sa = [&](const Var& x) { return self_attn->forward(x, x, x, tm).out; };
+  auto ca = [&](const Var& x) {
+    MhaOutput o = multihead_attn->forward(x, memory, memory, mm, cross_weights != nullptr, false);
+    if (cross_weights) *cross_weights = o.weights.to(DType::f32);
+    return o.out;
+  };
+  return residual_blocks(tgt, sa, ca);
+}
+
+DecoderLayerCache TransformerDecoderLayer::start_cache(const Var& memory, const Tensor& memory_key_lengths) {
+  DecoderLayerCache c;
+  c.cross_attn = multihead_attn->project_kv(memory, memory, memory_key_lengths);
+  return c;
+}
+
+Var TransformerDecoderLayer::forward_step(const Var& tgt, DecoderLayerCache& cache, Tensor* cross_weights) {
+  ag::NoGradGuard no_grad;
+  auto sa = [&](const Var& x) { return self_attn->forward_step(x, cache.self_attn, /*append=*/true).out; };
+  auto ca = [&](const Var& x) {
+    MhaOutput o = multihead_attn->forward_step(x, cache.cross_attn, /*append=*/false, cross_weights != nullptr, false);
+    if (cross_weights) *cross_weights = o.weights.to(DType::f32);
+    return o.out;
+  };
+  return residual_blocks(tgt, sa, ca);
 }
 
 }  // namespace attn::nn

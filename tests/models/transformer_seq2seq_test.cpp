@@ -211,5 +211,169 @@ TEST(TransformerSeq2Seq, Gradcheck) {
   }
 }
 
+// Seq2SeqModel::forward (source masks from src_lengths) equals the pad-derived forward.
+TEST(TransformerSeq2Seq, Seq2SeqModelForwardEqualsForwardFromPadding) {
+  for (bool norm_first : {true, false}) {
+    Rng rng(21);
+    TransformerSeq2Seq model(tiny(2, 2, norm_first), rng);
+    model.eval();
+    Seq2SeqModel& as_model = model;
+    const Tensor src = ids({3, 4, 5, 6, 2, 5, 0, 0, 6, 0, 0, 0}, 3, 4);
+    const Tensor len = Tensor::from_vector_i32({4, 2, 1}, {3});
+    const Tensor tgt = ids({1, 3, 4, 1, 5, 0, 1, 8, 7}, 3, 3);
+    Seq2SeqOutput a = as_model.forward(src, len, tgt);
+    Var b = model.forward(src, tgt);
+    ASSERT_EQ(a.logits.shape(), (Shape{3, 3, 9}));
+    ASSERT_EQ(b.shape(), a.logits.shape());
+    expect_close(a.logits.value(), b.value(), 1e-6, 1e-6, "forward(src, lengths, tgt) vs forward(src, tgt)");
+    EXPECT_FALSE(a.attention.defined());
+    // Without padding: key lengths = S against no mask at all.
+    const Tensor full = ids({3, 4, 5, 6, 2, 5}, 2, 3);
+    const Tensor tgt2 = ids({1, 3, 1, 4}, 2, 2);
+    expect_close(as_model.forward(full, Tensor::from_vector_i32({3, 3}, {2}), tgt2).logits.value(),
+                 model.forward(full, tgt2).value(), 1e-6, 1e-6, "unpadded");
+    // A length that contradicts the source shape.
+    EXPECT_THROW(as_model.forward(src, Tensor::from_vector_i32({5, 2, 1}, {3}), tgt), Error);
+    EXPECT_THROW(as_model.forward(src, Tensor::from_vector_i32({4, 0, 1}, {3}), tgt), Error);
+    EXPECT_THROW(as_model.forward(src, Tensor::from_vector_i32({4, 2}, {2}), tgt), Error);
+  }
+}
+
+// Dropout masks are a function of (seed, step): the same step twice gives the same loss, also
+// after unrelated forwards advanced every stream, and in a second model built from the same
+// seed; another step gives another loss.
+TEST(TransformerSeq2Seq, BeginStepMakesDropoutDependOnSeedAndStepOnly) {
+  TransformerSeq2SeqOptions o = tiny(2, 2);
+  o.dropout = 0.3;
+  Rng r1(5), r2(5);
+  TransformerSeq2Seq m1(o, r1), m2(o, r2);
+  const Tensor src = ids({3, 4, 5, 6, 2, 5, 0, 0}, 2, 4);
+  const Tensor len = Tensor::from_vector_i32({4, 2}, {2});
+  const Tensor tgt = ids({1, 3, 4, 5, 1, 5, 6, 0}, 2, 4);
+  auto loss = [&](TransformerSeq2Seq& m, int64_t step) {
+    ag::NoGradGuard ng;
+    m.begin_step(step);
+    Var logits = m.forward(src, len, tgt).logits;
+    return logits.value().to_vector();
+  };
+  m1.train();
+  m2.train();
+  const auto a = loss(m1, 5);
+  loss(m1, 9);
+  m1.forward(src, tgt);  // advances every stream without begin_step
+  const auto b = loss(m1, 5);
+  const auto c = loss(m2, 5);
+  const auto d = loss(m1, 6);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a, c);
+  EXPECT_NE(a, d);
+  m1.eval();
+  const auto e = loss(m1, 5);
+  EXPECT_NE(a, e);  // dropout was active in training
+}
+
+// Each stream alone: attention dropout only (the layers' dropouts off) still follows the step.
+TEST(TransformerSeq2Seq, BeginStepResetsAttentionDropout) {
+  TransformerSeq2SeqOptions o = tiny(1, 1);
+  o.dropout = 0.0;
+  Rng rng(8);
+  TransformerSeq2Seq m(o, rng);
+  for (auto* mha : {m.tf->encoder->layers[0]->self_attn.get(), m.tf->decoder->layers[0]->self_attn.get(),
+                    m.tf->decoder->layers[0]->multihead_attn.get()})
+    mha->opts.dropout = 0.5;
+  m.train();
+  const Tensor src = ids({3, 4, 5, 6}, 1, 4), tgt = ids({1, 3, 4}, 1, 3);
+  auto run = [&](int64_t step) {
+    m.begin_step(step);
+    return m.forward(src, Tensor::from_vector_i32({4}, {1}), tgt).logits.value().to_vector();
+  };
+  const auto a = run(3), b = run(3), c = run(4);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+}
+
+TEST(TransformerSeq2SeqOptions, JsonRoundTripDefaultsAndErrors) {
+  TransformerSeq2SeqOptions o = tiny(3, 2, false);
+  o.activation = nn::Activation::gelu;
+  o.num_kv_heads = 1;
+  o.pad_id = 0;
+  o.max_len = 77;
+  const nlohmann::json j = o.to_json();
+  EXPECT_EQ(j.at("model"), "transformer");
+  EXPECT_EQ(j.at("activation"), "gelu");
+  const TransformerSeq2SeqOptions r = TransformerSeq2SeqOptions::from_json(j);
+  EXPECT_EQ(r.to_json(), j);
+  EXPECT_EQ(r.num_encoder_layers, 3);
+  EXPECT_EQ(r.num_decoder_layers, 2);
+  EXPECT_FALSE(r.norm_first);
+  EXPECT_EQ(r.activation, nn::Activation::gelu);
+  EXPECT_EQ(r.max_len, 77);
+  EXPECT_EQ(r.num_kv_heads, 1);
+  EXPECT_DOUBLE_EQ(r.dropout, o.dropout);
+  Rng rng(1);
+  TransformerSeq2Seq model(o, rng);
+  EXPECT_EQ(model.config_json(), j);
+  // Missing keys keep their defaults.
+  const TransformerSeq2SeqOptions d = TransformerSeq2SeqOptions::from_json({{"src_vocab", 5}, {"tgt_vocab", 6}});
+  EXPECT_EQ(d.src_vocab, 5);
+  EXPECT_EQ(d.d_model, TransformerSeq2SeqOptions{}.d_model);
+  EXPECT_EQ(d.nhead, TransformerSeq2SeqOptions{}.nhead);
+  EXPECT_TRUE(d.norm_first);
+  // Errors name the field.
+  auto expect_error = [&](nlohmann::json bad, const std::string& field) {
+    try {
+      TransformerSeq2SeqOptions::from_json(bad);
+      ADD_FAILURE() << "expected attn::Error for " << bad.dump();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
+    }
+  };
+  auto with = [&](const char* key, nlohmann::json v) {
+    nlohmann::json b = j;
+    b[key] = v;
+    return b;
+  };
+  expect_error(with("activation", "swish"), "activation");
+  expect_error(with("model", "seq2seq_rnn"), "model");
+  expect_error(with("d_model", 9), "d_model");  // not a multiple of nhead 2
+  expect_error(with("d_model", "big"), "d_model");
+  expect_error(with("nhead", 0), "nhead");
+  expect_error(with("num_kv_heads", 3), "num_kv_heads");
+  expect_error(with("dropout", 1.5), "dropout");
+  expect_error(with("pad_id", 9), "pad_id");
+  expect_error(with("tgt_vocab", 0), "tgt_vocab");
+  expect_error(with("norm_first", "yes"), "norm_first");
+  expect_error(with("max_len", -1), "max_len");
+  expect_error(nlohmann::json::array({1, 2}), "TransformerSeq2SeqOptions");
+}
+
+TEST(TransformerSeq2Seq, CrossAttentionWeightsPerLayer) {
+  Rng rng(4);
+  TransformerSeq2Seq model(tiny(1, 2), rng);
+  model.train();
+  const Tensor src = ids({3, 4, 5, 6, 2, 5, 0, 0}, 2, 4), tgt = ids({1, 3, 4, 1, 5, 6}, 2, 3);
+  std::vector<Tensor> w = model.cross_attention_weights(src, tgt);
+  EXPECT_TRUE(model.is_training());
+  ASSERT_EQ(w.size(), 2u);
+  for (const Tensor& l : w) {
+    ASSERT_EQ(l.shape(), (Shape{2, 2, 3, 4}));
+    ASSERT_EQ(l.dtype(), DType::f32);
+    for (int64_t h = 0; h < 2; ++h)
+      for (int64_t t = 0; t < 3; ++t) {
+        double s0 = 0, s1 = 0;
+        for (int64_t s = 0; s < 4; ++s) {
+          s0 += l.get({0, h, t, s});
+          s1 += l.get({1, h, t, s});
+        }
+        EXPECT_NEAR(s0, 1.0, 1e-5);
+        EXPECT_NEAR(s1, 1.0, 1e-5);
+        EXPECT_EQ(l.get({1, h, t, 2}), 0.f);  // padding
+        EXPECT_EQ(l.get({1, h, t, 3}), 0.f);
+      }
+  }
+  // Eval mode: no dropout, so twice the same.
+  EXPECT_EQ(model.cross_attention_weights(src, tgt)[1].to_vector(), w[1].to_vector());
+}
+
 }  // namespace
 }  // namespace attn::models

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <memory>
+#include <utility>
 
 #include "attn/nn/linear.h"
 #include "attn/nn/module.h"
@@ -35,6 +36,20 @@ struct AttentionMasks {
   bool is_causal = false;   // hide keys j > i
 };
 
+// Projected keys and values of one attention layer, kept between the steps of incremental
+// decoding (plain Tensors, no autograd). Self-attention appends one position per step;
+// cross-attention projects its memory once.
+struct KvCache {
+  Tensor k;            // [N, Hkv, L, Dh]
+  Tensor v;            // [N, Hkv, L, Dh]
+  Tensor key_lengths;  // [N] i32: keys j >= key_lengths[n] hidden (source padding); undefined = none
+  int64_t rows() const { return k.defined() ? k.size(0) : 0; }
+  int64_t length() const { return k.defined() ? k.size(2) : 0; }
+  // Row r becomes old row rows[r] (rows: i32 [M], repeats allowed; beam search). An empty
+  // cache stays empty.
+  void reorder(const Tensor& rows);
+};
+
 struct MhaOutput {
   Var out;         // [B, Nq, E] (batch_first) or [Nq, B, E]
   Tensor weights;  // need_weights: [B, Nq, Nk] averaged over heads, or [B, H, Nq, Nk]
@@ -47,12 +62,32 @@ class MultiheadAttention : public Module {
   MhaOutput forward(const Var& query, const Var& key, const Var& value, const AttentionMasks& masks = {},
                     bool need_weights = false, bool average_attn_weights = true);
 
+  // Incremental decoding (under no_grad; no dropout). Keys and values of a fixed memory
+  // key [B, Nk, kdim], value [B, Nk, vdim] (batch_first), projected once (cross-attention);
+  // key_lengths [B] i32 hides padded memory positions (undefined: none).
+  KvCache project_kv(const Var& key, const Var& value, const Tensor& key_lengths = {});
+  // One new query position, query [N, 1, E] (batch_first; [1, N, E] otherwise).
+  // append = true (self-attention, needs kdim = vdim = E): the query's own key and value are
+  // appended to `cache` first, so it sees every earlier position and itself — the last row
+  // of a causal forward() over the whole prefix, at O(L) instead of O(L²) cost.
+  // append = false (cross-attention): attends to `cache` as it is.
+  MhaOutput forward_step(const Var& query, KvCache& cache, bool append, bool need_weights = false,
+                         bool average_attn_weights = true);
+
+  // The attention-dropout stream (Seq2SeqModel::begin_step sets its counter per step).
+  DropoutStream& dropout_stream() { return stream_; }
+
   Var in_proj_weight, q_proj_weight, k_proj_weight, v_proj_weight, in_proj_bias;
   std::shared_ptr<Linear> out_proj;
   int64_t embed_dim, num_heads, num_kv_heads, head_dim, kdim, vdim;
   MultiheadAttentionOptions opts;
 
  private:
+  Var project_q(const Var& query);
+  std::pair<Var, Var> project_kv_vars(const Var& key, const Var& value);
+  // attention over heads qh [B, H, Nq, Dh], kh, vh [B, Hkv, Nk, Dh] -> output projection.
+  MhaOutput attend(const Var& qh, const Var& kh, const Var& vh, const AttentionMasks& masks, bool need_weights,
+                   bool average);
   DropoutStream stream_;
 };
 

@@ -46,12 +46,33 @@ class TransformerEncoderLayer : public Module {
   Var ff_block(const Var& x);
 };
 
+// What one decoder layer keeps between incremental decoding steps.
+struct DecoderLayerCache {
+  KvCache self_attn;   // keys / values of every earlier target position
+  KvCache cross_attn;  // the memory's keys / values, projected once
+  // Row r becomes old row rows[r] (beam search).
+  void reorder(const Tensor& rows) {
+    self_attn.reorder(rows);
+    cross_attn.reorder(rows);
+  }
+};
+
 class TransformerDecoderLayer : public Module {
  public:
   TransformerDecoderLayer(const TransformerLayerOptions& opts, Rng& rng);
   // tgt: [B, Nt, E], memory: [B, Ns, E] (batch_first).
+  // cross_weights (optional): the cross-attention weights per head, f32 [B, H, Nt, Ns].
   Var forward(const Var& tgt, const Var& memory, const AttentionMasks& tgt_masks = {},
-              const AttentionMasks& memory_masks = {});
+              const AttentionMasks& memory_masks = {}, Tensor* cross_weights = nullptr);
+
+  // Incremental decoding (no_grad; the layer should be in eval mode). start_cache projects
+  // the cross-attention keys / values of memory [B, Ns, E] once; memory_key_lengths [B] i32
+  // hides padded source positions (undefined: none).
+  DecoderLayerCache start_cache(const Var& memory, const Tensor& memory_key_lengths = {});
+  // The next target position tgt [N, 1, E] -> [N, 1, E]: equal to the last position of a
+  // causal forward() over the whole prefix, at O(prefix) cost. Appends to cache.self_attn.
+  // cross_weights (optional): f32 [N, H, 1, Ns].
+  Var forward_step(const Var& tgt, DecoderLayerCache& cache, Tensor* cross_weights = nullptr);
 
   std::shared_ptr<MultiheadAttention> self_attn, multihead_attn;
   std::shared_ptr<Linear> linear1, linear2;
@@ -61,6 +82,9 @@ class TransformerDecoderLayer : public Module {
 
  private:
   Var ff_block(const Var& x);
+  // The layer's residual structure (pre- or post-norm) around the two attention blocks.
+  template <typename SelfAttn, typename CrossAttn>
+  Var residual_blocks(const Var& tgt, const SelfAttn& sa, const CrossAttn& ca);
 };
 
 }  // namespace attn::nn
