@@ -452,6 +452,11 @@ int run_predict(const PredictArgs& a) {
   }
   std::string ckpt;
   std::unique_ptr<g2p::G2PModel> m = g2p::G2PModel::load(a.checkpoint, &ckpt);
+  if (!a.heatmap.empty() && m->kind() == "transformer") {
+    const int64_t n = m->decoder_layers();
+    ATTN_CHECK(a.layer >= -n && a.layer < n, "predict: --layer ", a.layer, " outside the decoder's ", n,
+               " layers (0..", n - 1, ", or -1 for the last)");
+  }
   std::vector<std::string> words;
   std::vector<std::vector<int32_t>> srcs;
   for (const auto& w : a.words) {
@@ -481,8 +486,7 @@ int run_predict(const PredictArgs& a) {
     ho.col_title = "letters";
     const std::string path = heatmap_path(a.heatmap, words[i], words.size());
     if (m->kind() == "transformer") {
-      std::vector<int32_t> out = h.tokens;
-      const Tensor w = m->cross_attention(srcs[i], out, a.layer);  // [H, rows, S]
+      const Tensor w = m->cross_attention(srcs[i], h.tokens, static_cast<int64_t>(rows.size()), a.layer);  // [H, rows, S]
       const int64_t layer = a.layer < 0 ? m->decoder_layers() + a.layer : a.layer;
       ho.title = words[i] + ": cross-attention, decoder layer " + std::to_string(layer);
       if (ext == ".png")

@@ -8,8 +8,10 @@
 #include "attn/core/error.h"
 #include "attn/data/batching.h"
 #include "attn/decode/rnn_step_decoder.h"
+#include "attn/decode/transformer_step_decoder.h"
 #include "attn/io/checkpoint.h"
 #include "attn/models/seq2seq_rnn.h"
+#include "attn/models/transformer_seq2seq.h"
 
 namespace attn::cli::g2p {
 
@@ -91,6 +93,12 @@ G2PModel::G2PModel(const std::string& kind, const nlohmann::json& config, const 
                cfg.src_vocab, ", ", cfg.tgt_vocab, " differ from the vocabularies' ", chars.size(), ", ",
                phonemes.size());
     model_ = std::make_shared<models::Seq2SeqRNN>(cfg, init_rng);
+  } else if (kind == "transformer") {
+    const models::TransformerSeq2SeqOptions opts = models::TransformerSeq2SeqOptions::from_json(config);
+    ATTN_CHECK(opts.src_vocab == chars.size() && opts.tgt_vocab == phonemes.size(), "g2p: model vocabulary sizes ",
+               opts.src_vocab, ", ", opts.tgt_vocab, " differ from the vocabularies' ", chars.size(), ", ",
+               phonemes.size());
+    model_ = std::make_shared<models::TransformerSeq2Seq>(opts, init_rng);
   } else {
     fail("g2p: unknown model kind '", kind, "' (rnn, cnn, transformer)");
   }
@@ -107,6 +115,11 @@ std::string G2PModel::describe() const {
       << ", hidden " << c.value("hidden_dim", 0) << "x2, layers " << c.value("encoder_layers", 0) << ", decoder "
       << c.value("decoder_dim", 0) << ", attn " << c.value("attn_dim", 0) << ", dropout " << c.value("dropout", 0.0);
     if (kind_ == "cnn") s << ", conv layers " << c.value("conv_layers", 0) << " kernel " << c.value("conv_kernel", 0);
+  } else {
+    s << (c.value("norm_first", true) ? "pre-norm" : "post-norm") << ", d_model " << c.value("d_model", 0) << ", "
+      << c.value("num_encoder_layers", 0) << "+" << c.value("num_decoder_layers", 0) << " layers, "
+      << c.value("nhead", 0) << " heads, FFN " << c.value("dim_feedforward", 0) << ", dropout "
+      << c.value("dropout", 0.0);
   }
   s << ")";
   return s.str();
@@ -146,6 +159,8 @@ std::unique_ptr<G2PModel> G2PModel::load(const std::string& checkpoint, std::str
 std::unique_ptr<decode::StepDecoder> G2PModel::make_step_decoder() {
   if (kind_ == "rnn" || kind_ == "cnn")
     return std::make_unique<decode::RnnStepDecoder>(static_cast<models::Seq2SeqRNN&>(*model_));
+  if (kind_ == "transformer")
+    return std::make_unique<decode::TransformerStepDecoder>(static_cast<models::TransformerSeq2Seq&>(*model_));
   fail("g2p: no step decoder for model kind '", kind_, "'");
 }
 
@@ -194,10 +209,31 @@ std::vector<int32_t> G2PModel::encode_word(const std::string& word) const {
   return ids;
 }
 
-int64_t G2PModel::decoder_layers() const { return 0; }
+int64_t G2PModel::decoder_layers() const {
+  if (kind_ != "transformer") return 0;
+  return static_cast<const models::TransformerSeq2Seq&>(*model_).opts.num_decoder_layers;
+}
 
-Tensor G2PModel::cross_attention(const std::vector<int32_t>&, const std::vector<int32_t>&, int64_t) {
-  fail("g2p: per-head cross-attention is only for the transformer, this model is '", kind_, "'");
+Tensor G2PModel::cross_attention(const std::vector<int32_t>& source, const std::vector<int32_t>& tokens,
+                                 int64_t rows, int64_t layer) {
+  ATTN_CHECK(kind_ == "transformer", "g2p: per-head cross-attention is only for the transformer, this model is '",
+             kind_, "'");
+  const int64_t n_layers = decoder_layers();
+  ATTN_CHECK(layer >= -n_layers && layer < n_layers, "predict: --layer ", layer, " outside the decoder's ", n_layers,
+             " layers (0..", n_layers - 1, ", or -1 for the last)");
+  ATTN_CHECK(!source.empty() && rows >= 1 && rows <= static_cast<int64_t>(tokens.size()) + 1,
+             "g2p: cross_attention: need a source and 1..", tokens.size() + 1, " rows, got ", rows);
+  const int64_t S = static_cast<int64_t>(source.size());
+  Tensor src = Tensor::zeros({1, S}, DType::i32);
+  std::copy(source.begin(), source.end(), src.data<int32_t>());
+  // Row i is the step that reads <bos> t_1 .. t_i and predicts t_{i+1} (or <eos>).
+  Tensor tgt_in = Tensor::zeros({1, rows}, DType::i32);
+  tgt_in.data<int32_t>()[0] = data::Vocabulary::kBos;
+  std::copy(tokens.begin(), tokens.begin() + (rows - 1), tgt_in.data<int32_t>() + 1);
+  auto& tf = static_cast<models::TransformerSeq2Seq&>(*model_);
+  std::vector<Tensor> per_layer = tf.cross_attention_weights(src, tgt_in);  // each [1, H, rows, S]
+  const Tensor& w = per_layer.at(static_cast<size_t>(layer < 0 ? n_layers + layer : layer));
+  return w.contiguous().reshape({w.size(1), rows, S});
 }
 
 }  // namespace attn::cli::g2p

@@ -84,10 +84,12 @@ class G2PModel {
   // model has not seen it, or when the word is empty.
   std::vector<int32_t> encode_word(const std::string& word) const;
 
-  // Per-head cross-attention weights [H, steps, S] of decoder layer `layer` (-1 = last) for
-  // one source and the output tokens (no specials; the rows are the tokens then <eos>).
-  // Transformer only; attn::Error for other kinds.
-  Tensor cross_attention(const std::vector<int32_t>& source, const std::vector<int32_t>& output, int64_t layer);
+  // Per-head cross-attention weights [H, rows, S] of decoder layer `layer` (negative: from
+  // the last) for one source and its output tokens (no specials): row i is the step that
+  // predicts tokens[i] (row tokens.size(): <eos>); rows <= tokens.size() + 1.
+  // Transformer only; attn::Error for other kinds or a layer out of range.
+  Tensor cross_attention(const std::vector<int32_t>& source, const std::vector<int32_t>& tokens, int64_t rows,
+                         int64_t layer);
   int64_t decoder_layers() const;
 
  private:

@@ -22,12 +22,14 @@
 #include "attn/data/cmudict.h"
 #include "attn/data/metrics.h"
 #include "attn/decode/rnn_step_decoder.h"
+#include "attn/decode/transformer_step_decoder.h"
 #include "attn/decode/search.h"
 #include "attn/io/atomic_file.h"
 #include "attn/io/checkpoint.h"
 #include "attn/io/heatmap.h"
 #include "attn/io/safetensors.h"
 #include "attn/models/seq2seq_rnn.h"
+#include "attn/models/transformer_seq2seq.h"
 
 namespace attn {
 namespace {
@@ -412,6 +414,94 @@ TEST_F(G2PCli, HeatmapShowsTheAlignment) {
   EXPECT_TRUE(fs::exists(path("maps_ab.svg")));
   EXPECT_TRUE(fs::exists(path("maps_fed.svg")));
   EXPECT_FALSE(fs::exists(path("maps.svg")));
+}
+
+// The Transformer path: trained, scored, and its heatmap a grid of the chosen decoder layer's
+// heads plus their mean, each panel's rows brightest where that head's weight is largest
+// (the weights recomputed here through the library).
+TEST_F(G2PCli, TransformerTrainsEvaluatesAndDrawsItsHeads) {
+  RunResult t = run({"train", "g2p", "--data", path("dict.tsv"), "--model", "transformer", "--out", path("tf"),
+                     "--test-words", "8", "--dev-words", "8", "--batch", "8", "--d-model", "16", "--heads", "2",
+                     "--encoder-layers", "1", "--decoder-layers", "2", "--ffn", "32", "--dropout", "0", "--lr", "3e-3",
+                     "--warmup", "20", "--max-steps", "60", "--eval-every", "30", "--progress", "0"});
+  ASSERT_EQ(t.status, 0) << t.out << t.err;
+  EXPECT_TRUE(contains(t.out, "transformer (pre-norm, d_model 16, 1+2 layers, 2 heads")) << t.out;
+  RunResult e = run({"eval", "g2p", "--checkpoint", path("tf"), "--json", path("tf_eval.json")});
+  ASSERT_EQ(e.status, 0) << e.err;
+  const nlohmann::json j = read_json(path("tf_eval.json"));
+  EXPECT_EQ(j.at("model").get<std::string>(), "transformer");
+  EXPECT_EQ(j.at("words").get<int64_t>(), 8);
+
+  const std::string word = "gadsbe";
+  RunResult p = run({"predict", "--checkpoint", path("tf"), word, "--heatmap", path("heads.png"), "--layer", "0"});
+  ASSERT_EQ(p.status, 0) << p.err;
+
+  const std::string ckpt = path("tf/best.safetensors");
+  const nlohmann::json meta = io::read_checkpoint_metadata(ckpt);
+  Rng rng(0);
+  models::TransformerSeq2Seq model(models::TransformerSeq2SeqOptions::from_json(meta["g2p"]["model"]), rng);
+  NamedParams params = model.named_parameters();
+  io::load_checkpoint(ckpt, params, nullptr, nullptr, nullptr);
+  const data::Vocabulary chars = data::Vocabulary::from_json(meta["g2p"]["chars"].dump());
+  const data::Vocabulary phonemes = data::Vocabulary::from_json(meta["g2p"]["phonemes"].dump());
+  const std::vector<int32_t> src = chars.encode_chars(word);
+  const int64_t S = static_cast<int64_t>(src.size());
+  Tensor src_t = Tensor::zeros({1, S}, DType::i32);
+  std::copy(src.begin(), src.end(), src_t.data<int32_t>());
+  Tensor len_t = Tensor::zeros({1}, DType::i32);
+  len_t.data<int32_t>()[0] = static_cast<int32_t>(S);
+  decode::TransformerStepDecoder dec(model);
+  decode::SearchOptions so;
+  so.max_length = S + 8;
+  const decode::Hypothesis h = decode::greedy_search(dec, src_t, len_t, so).at(0);
+  std::vector<std::string> rows, cols;
+  for (int32_t tok : h.tokens) rows.push_back(phonemes.symbol(tok));
+  if (h.finished) rows.push_back("<eos>");
+  for (char c : word) cols.push_back(std::string(1, c));
+  std::string printed;
+  for (size_t i = 0; i < h.tokens.size(); ++i) printed += (i ? " " : "") + rows[i];
+  EXPECT_EQ(p.out, word + "  " + printed + "\n");
+  const int64_t R = static_cast<int64_t>(rows.size());
+  Tensor tgt_in = Tensor::zeros({1, R}, DType::i32);
+  tgt_in.data<int32_t>()[0] = data::Vocabulary::kBos;
+  for (int64_t i = 1; i < R; ++i) tgt_in.data<int32_t>()[i] = h.tokens[static_cast<size_t>(i - 1)];
+  const Tensor w = model.cross_attention_weights(src_t, tgt_in).at(0).contiguous();  // layer 0
+  ASSERT_EQ(w.shape(), (Shape{1, 2, R, S}));
+  const std::vector<float> v = w.to_vector();
+  // Panels: head 0, head 1, mean.
+  std::vector<std::vector<float>> panels(3, std::vector<float>(static_cast<size_t>(R * S)));
+  for (int64_t k = 0; k < R * S; ++k) {
+    panels[0][static_cast<size_t>(k)] = v[static_cast<size_t>(k)];
+    panels[1][static_cast<size_t>(k)] = v[static_cast<size_t>(R * S + k)];
+    panels[2][static_cast<size_t>(k)] = 0.5f * (panels[0][static_cast<size_t>(k)] + panels[1][static_cast<size_t>(k)]);
+  }
+  io::HeatmapOptions o;
+  o.title = word + ": cross-attention, decoder layer 0";
+  o.row_title = "phonemes";
+  o.col_title = "letters";
+  o.vmax = std::max(*std::max_element(panels[0].begin(), panels[0].end()),
+                    *std::max_element(panels[1].begin(), panels[1].end()));
+  const io::HeatmapGeometry g = io::heatmap_geometry(2, R, S, rows, cols, o);
+  const Png img = read_png(path("heads.png"));
+  ASSERT_EQ(img.w, g.width);
+  ASSERT_EQ(img.h, g.height);
+  ASSERT_EQ(g.grid_x.size(), 3u);
+  for (size_t pnl = 0; pnl < 3; ++pnl) {
+    for (int64_t i = 0; i < R; ++i) {
+      const auto row = panels[pnl].begin() + i * S;
+      const int64_t jmax = std::max_element(row, row + S) - row;
+      auto lum = [&](int64_t j) {
+        return luminance(img.at(g.grid_x[pnl] + static_cast<int>(j) * g.cell + g.cell / 2,
+                                g.grid_y[pnl] + static_cast<int>(i) * g.cell + g.cell / 2));
+      };
+      for (int64_t jj = 0; jj < S; ++jj) EXPECT_LE(lum(jj), lum(jmax)) << "panel " << pnl << " row " << i << " col " << jj;
+    }
+  }
+  RunResult bad = run({"predict", "--checkpoint", path("tf"), word, "--heatmap", path("bad.png"), "--layer", "2"});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_TRUE(contains(bad.err, "--layer 2")) << bad.err;
+  EXPECT_TRUE(bad.out.empty()) << bad.out;
+  EXPECT_FALSE(fs::exists(path("bad.png")));
 }
 
 // Bad input: exit status 2, exactly one line on stderr naming the problem, no output files.
