@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -322,6 +323,48 @@ TEST_F(G2PCli, ResumeContinuesFromTheSavedStep) {
     ASSERT_EQ(t.shape(), u.shape()) << name;
     EXPECT_EQ(t.to_vector(), u.to_vector()) << name;
   }
+}
+
+// Ctrl-C during training saves last.safetensors and exits with status 130; --resume goes on
+// from the step it saved.
+TEST_F(G2PCli, InterruptSavesTheLastCheckpointAndExits130) {
+  std::vector<std::string> args = train_args("interrupted", 1000000);
+  args.push_back("--log-every");
+  args.push_back("1");
+  const std::string err_file = path("interrupted.err");
+  fflush(nullptr);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::vector<std::string> full = {ATTN_CLI_PATH, "--threads", "1"};
+    full.insert(full.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : full) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (!std::freopen("/dev/null", "w", stdout) || !std::freopen(err_file.c_str(), "w", stderr)) ::_exit(99);
+    ::execv(ATTN_CLI_PATH, argv.data());
+    ::_exit(98);
+  }
+  // A step log line means the training loop (and its signal handlers) is running.
+  for (int i = 0; i < 6000 && !contains(fs::exists(err_file) ? io::read_file(err_file) : "", "step "); ++i)
+    ::usleep(10000);
+  ASSERT_TRUE(contains(io::read_file(err_file), "step ")) << io::read_file(err_file);
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 130) << io::read_file(err_file);
+  const std::string last = path("interrupted/last.safetensors");
+  ASSERT_TRUE(fs::exists(last));
+  const int64_t saved = std::stoll(io::read_safetensors_metadata(last).at("step"));
+  EXPECT_GE(saved, 1);
+
+  args = train_args("interrupted", saved + 3);
+  args.push_back("--resume");
+  RunResult r = run(args);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "at step " + std::to_string(saved))) << r.err;
+  EXPECT_EQ(read_json(path("interrupted/metrics.json")).at("steps").get<int64_t>(), saved + 3);
 }
 
 struct Png {
