@@ -19,6 +19,7 @@
 #include "attn/io/atomic_file.h"
 #include "attn/io/checkpoint.h"
 #include "attn/io/heatmap.h"
+#include "attn/io/safetensors.h"
 #include "cli.h"
 #include "g2p.h"
 
@@ -375,6 +376,7 @@ int run_eval_g2p(const EvalG2PArgs& a) {
   if (!a.json.empty()) {
     nlohmann::ordered_json j;
     j["checkpoint"] = ckpt;
+    j["step"] = std::stoll(io::read_safetensors_metadata(ckpt).at("step"));
     j["model"] = m->kind();
     j["data"] = spec.path;
     j["split"] = a.split;

@@ -225,6 +225,7 @@ TEST_F(G2PCli, EvalScoresWhatPredictPredicts) {
     EXPECT_EQ(j.at("split").get<std::string>(), split);
     EXPECT_EQ(j.at("words").get<int64_t>(), 8);
     EXPECT_EQ(j.at("decoder").get<std::string>(), "greedy");
+    EXPECT_EQ(j.at("step").get<int64_t>(), std::stoll(io::read_safetensors_metadata(path("short/best.safetensors")).at("step")));
     const double wer = j.at("wer").get<double>(), per = j.at("per").get<double>();
     EXPECT_GE(wer, 0.0);
     EXPECT_LE(wer, 1.0);
