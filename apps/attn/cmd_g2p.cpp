@@ -58,6 +58,7 @@ struct TrainG2PArgs {
   int64_t dev_subset = 0;
   int64_t patience = 5;
   double minutes = 0;
+  double train_minutes = 0;
   int64_t max_steps = 0;
   int64_t epochs = 0;  // 0: 30, or no cap when --max-steps is given
   int64_t log_every = 100;
@@ -171,6 +172,7 @@ int run_train_g2p(const TrainG2PArgs& a) {
   to.max_epochs = a.epochs > 0 ? a.epochs : (a.max_steps > 0 ? int64_t{1} << 40 : 30);
   to.max_steps = a.max_steps > 0 ? a.max_steps : to.max_epochs * steps_per_epoch;
   to.max_seconds = a.minutes * 60.0;
+  to.max_train_seconds = a.train_minutes * 60.0;
   to.lr = a.lr;
   to.warmup_steps = a.warmup;
   to.beta2 = a.beta2;
@@ -284,6 +286,9 @@ void add_train_g2p(CLI::App& train, std::shared_ptr<TrainG2PArgs> args, CLI::App
   g->add_option("--patience", a.patience, "Stop after this many evaluations without a better dev WER (0 = off)")
       ->check(CLI::NonNegativeNumber)->group(t);
   g->add_option("--minutes", a.minutes, "Wall-clock budget of this run, dev evaluation included (0 = none)")
+      ->check(CLI::NonNegativeNumber)->group(t);
+  g->add_option("--train-minutes", a.train_minutes,
+                "Budget of time in training steps, dev evaluation and checkpoints excluded (the peer's --train-minutes; 0 = none)")
       ->check(CLI::NonNegativeNumber)->group(t);
   g->add_option("--max-steps", a.max_steps, "Optimizer steps in all, across resumes (0 = --epochs worth)")
       ->check(CLI::NonNegativeNumber)->group(t);

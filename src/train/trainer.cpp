@@ -295,6 +295,10 @@ TrainResult train_seq2seq(models::Seq2SeqModel& model, const std::vector<data::S
         res.stop_reason = "time";
         stop = true;
       }
+      if (!stop && o.max_train_seconds > 0 && step_seconds >= o.max_train_seconds) {
+        res.stop_reason = "time";
+        stop = true;
+      }
       if (stop) break;
     }
     if (batch_in_epoch >= static_cast<int64_t>(batches.size())) {  // epoch complete

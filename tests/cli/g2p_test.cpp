@@ -326,6 +326,19 @@ TEST_F(G2PCli, ResumeContinuesFromTheSavedStep) {
   }
 }
 
+// --train-minutes caps the time spent in training steps (the peer's budget).
+TEST_F(G2PCli, TrainMinutesStopsOnTrainingTime) {
+  std::vector<std::string> args = train_args("timed", 1000000);
+  args.insert(args.end(), {"--train-minutes", "0.0005"});
+  *(std::find(args.begin(), args.end(), "--eval-every") + 1) = "1000000";
+  RunResult r = run(args);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const nlohmann::json j = read_json(path("timed/metrics.json"));
+  EXPECT_EQ(j.at("stop_reason").get<std::string>(), "time");
+  EXPECT_GE(j.at("train_seconds").get<double>(), 0.03);
+  EXPECT_LT(j.at("steps").get<int64_t>(), 1000000);
+}
+
 // Ctrl-C during training saves last.safetensors and exits with status 130; --resume goes on
 // from the step it saved.
 TEST_F(G2PCli, InterruptSavesTheLastCheckpointAndExits130) {

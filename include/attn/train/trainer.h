@@ -52,6 +52,9 @@ struct TrainOptions {
   int64_t max_steps = 10000;  // optimizer steps (in all, across resumes)
   int64_t max_epochs = 1000;
   double max_seconds = 0;     // wall-clock cap for this process, 0 = none
+  // Cap on the time spent in training steps (as TrainResult::train_seconds: evaluation and
+  // checkpoints excluded, the G2P peer's --train-minutes), for this process; 0 = none.
+  double max_train_seconds = 0;
   double lr = 1e-3;           // peak learning rate
   int64_t warmup_steps = 200;
   // optim::make_lr_schedule JSON; null = {"type": "inverse_sqrt", "warmup": warmup_steps}.
