@@ -194,15 +194,13 @@ std::vector<int32_t> G2PModel::encode_word(const std::string& word) const {
   for (char c : word) {
     const std::string s(1, c);
     if (!chars_.contains(s)) {
-      const bool printable = static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7f;
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-      fail("predict: word '", word, "' has character ", printable ? "'" + s + "'" : std::string(hex),
-           " that the model does not know (it knows: ", [&] {
-             std::string k;
-             for (int32_t i = chars_.num_specials(); i < chars_.size(); ++i) k += chars_.symbol(i);
-             return k;
-           }(), ")");
+      const auto u = static_cast<unsigned char>(c);
+      char shown[8];
+      std::snprintf(shown, sizeof shown, u >= 0x20 && u < 0x7f ? "'%c'" : "0x%02x", u);
+      std::string known;
+      for (int32_t i = chars_.num_specials(); i < chars_.size(); ++i) known += chars_.symbol(i);
+      fail("predict: word '", word, "' has character ", shown, " that the model does not know (it knows: ", known,
+           ")");
     }
     ids.push_back(chars_.id(s, word));
   }
