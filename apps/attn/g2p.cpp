@@ -111,10 +111,14 @@ std::string G2PModel::describe() const {
   std::ostringstream s;
   s << kind_ << " (";
   if (kind_ == "rnn" || kind_ == "cnn") {
-    s << c.value("cell", "?") << ", " << c.value("attention", "?") << " attention, embed " << c.value("embed_dim", 0)
-      << ", hidden " << c.value("hidden_dim", 0) << "x2, layers " << c.value("encoder_layers", 0) << ", decoder "
-      << c.value("decoder_dim", 0) << ", attn " << c.value("attn_dim", 0) << ", dropout " << c.value("dropout", 0.0);
-    if (kind_ == "cnn") s << ", conv layers " << c.value("conv_layers", 0) << " kernel " << c.value("conv_kernel", 0);
+    s << c.value("cell", "?") << ", " << c.value("attention", "?") << " attention, embed " << c.value("embed_dim", 0);
+    if (kind_ == "cnn")
+      s << ", " << c.value("conv_layers", 0) << " conv layers of width " << c.value("conv_kernel", 0) << " over "
+        << 2 * c.value("hidden_dim", 0) << " channels";
+    else
+      s << ", hidden " << c.value("hidden_dim", 0) << "x2, layers " << c.value("encoder_layers", 0);
+    s << ", decoder " << c.value("decoder_dim", 0) << ", attn " << c.value("attn_dim", 0) << ", dropout "
+      << c.value("dropout", 0.0);
   } else {
     s << (c.value("norm_first", true) ? "pre-norm" : "post-norm") << ", d_model " << c.value("d_model", 0) << ", "
       << c.value("num_encoder_layers", 0) << "+" << c.value("num_decoder_layers", 0) << " layers, "
