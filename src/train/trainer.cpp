@@ -127,6 +127,7 @@ TrainResult train_seq2seq(models::Seq2SeqModel& model, const std::vector<data::S
   optim::AdamOptions ao;
   ao.lr = o.lr;
   ao.beta2 = o.beta2;
+  ao.eps = o.adam_eps;
   ao.weight_decay = o.weight_decay;
   optim::Adam opt(params, ao);
   std::unique_ptr<optim::LrSchedule> schedule = optim::make_lr_schedule(
@@ -183,7 +184,7 @@ TrainResult train_seq2seq(models::Seq2SeqModel& model, const std::vector<data::S
   SignalScope signals(o.handle_signals);
   Timer timer;
   const int64_t first_step = step;
-  double loss_sum = 0, tokens = 0;
+  double loss_sum = 0, tokens = 0, step_seconds = 0;
   int64_t loss_n = 0;
   auto run_eval = [&]() -> bool {  // returns whether to stop (target / patience)
     if (!has_dev) return false;
@@ -234,6 +235,7 @@ TrainResult train_seq2seq(models::Seq2SeqModel& model, const std::vector<data::S
     Rng rng = epoch_rng;
     std::vector<std::vector<int64_t>> batches = data::make_train_batches(train, o.batch_size, rng);
     for (; batch_in_epoch < static_cast<int64_t>(batches.size()); ) {
+      const Timer step_timer;
       data::Batch b = data::collate(train, batches[static_cast<size_t>(batch_in_epoch)]);
       model.begin_step(step);
       model.zero_grad();
@@ -246,13 +248,16 @@ TrainResult train_seq2seq(models::Seq2SeqModel& model, const std::vector<data::S
       if (o.clip_norm > 0) optim::clip_grad_norm(current, o.clip_norm);
       opt.set_lr(schedule->lr(step));
       opt.step(current);
+      loss_sum += static_cast<double>(loss.value().get({}));
+      step_seconds += step_timer.seconds();
       ++step;
       ++batch_in_epoch;
-      loss_sum += static_cast<double>(loss.value().get({}));
       ++loss_n;
       tokens += static_cast<double>(b.n_tokens);
       const double now = timer.seconds();
-      res.tokens_per_second = tokens / std::max(now, 1e-9);
+      res.tokens = static_cast<int64_t>(tokens);
+      res.train_seconds = step_seconds;
+      res.tokens_per_second = tokens / std::max(step_seconds, 1e-9);
       if (!o.quiet && (bar || step % o.log_every == 0)) {
         const double rate = res.tokens_per_second;
         // ETA: remaining steps at this process's pace, capped by the time limit.
@@ -287,6 +292,10 @@ TrainResult train_seq2seq(models::Seq2SeqModel& model, const std::vector<data::S
         stop = true;
       }
       if (!stop && o.max_seconds > 0 && timer.seconds() >= o.max_seconds) {
+        res.stop_reason = "time";
+        stop = true;
+      }
+      if (!stop && o.max_train_seconds > 0 && step_seconds >= o.max_train_seconds) {
         res.stop_reason = "time";
         stop = true;
       }

@@ -52,11 +52,15 @@ struct TrainOptions {
   int64_t max_steps = 10000;  // optimizer steps (in all, across resumes)
   int64_t max_epochs = 1000;
   double max_seconds = 0;     // wall-clock cap for this process, 0 = none
+  // Cap on the time spent in training steps (as TrainResult::train_seconds: evaluation and
+  // checkpoints excluded, the G2P peer's --train-minutes), for this process; 0 = none.
+  double max_train_seconds = 0;
   double lr = 1e-3;           // peak learning rate
   int64_t warmup_steps = 200;
   // optim::make_lr_schedule JSON; null = {"type": "inverse_sqrt", "warmup": warmup_steps}.
   nlohmann::json schedule;
   double beta2 = 0.999;
+  double adam_eps = 1e-8;     // Adam's eps (the G2P peer uses betas (0.9, 0.98), eps 1e-9)
   double weight_decay = 0;
   double label_smoothing = 0.1;
   double clip_norm = 1.0;  // 0 = no clipping
@@ -79,7 +83,13 @@ struct TrainResult {
   int64_t epochs = 0;      // completed epochs
   double seconds = 0;      // wall time of this process's training
   double last_loss = 0;    // mean training loss since the last log line
+  // Training throughput counted like the PyTorch G2P peer: tokens = source symbols + target
+  // symbols + one end mark per example (data::Batch::n_tokens), over the time spent in
+  // training steps only (collate, forward, backward, clipping, optimizer; evaluation,
+  // checkpoints and logging excluded). All three cover this process only (not before a resume).
   double tokens_per_second = 0;
+  int64_t tokens = 0;
+  double train_seconds = 0;
   EvalResult last;         // the last evaluation
   EvalResult best;         // the best evaluation (by accuracy, then PER)
   int64_t best_step = -1;
