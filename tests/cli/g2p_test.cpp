@@ -339,6 +339,28 @@ TEST_F(G2PCli, TrainMinutesStopsOnTrainingTime) {
   EXPECT_LT(j.at("steps").get<int64_t>(), 1000000);
 }
 
+// --model cnn: the convolutional encoder is in the checkpoint's config, and eval / predict
+// rebuild it from there.
+TEST_F(G2PCli, CnnEncoderTrainsAndIsRebuiltFromItsCheckpoint) {
+  std::vector<std::string> args = train_args("cnn", 20);
+  args[5] = "cnn";
+  args.insert(args.end(), {"--conv-layers", "2", "--conv-kernel", "3"});
+  RunResult r = run(args);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_TRUE(contains(r.out, "2 conv layers of width 3")) << r.out;
+  const nlohmann::json meta = io::read_checkpoint_metadata(path("cnn/best.safetensors"));
+  EXPECT_EQ(meta["g2p"].at("kind").get<std::string>(), "cnn");
+  EXPECT_EQ(meta["g2p"]["model"].at("encoder").get<std::string>(), "cnn");
+  EXPECT_EQ(meta["g2p"]["model"].at("conv_layers").get<int64_t>(), 2);
+  RunResult e = run({"eval", "g2p", "--checkpoint", path("cnn"), "--json", path("cnn_eval.json")});
+  ASSERT_EQ(e.status, 0) << e.err;
+  EXPECT_EQ(read_json(path("cnn_eval.json")).at("model").get<std::string>(), "cnn");
+  RunResult p = run({"predict", "--checkpoint", path("cnn"), "abd", "--heatmap", path("cnn.svg")});
+  ASSERT_EQ(p.status, 0) << p.err;
+  EXPECT_EQ(count_lines(p.out), 1);
+  EXPECT_TRUE(fs::exists(path("cnn.svg")));
+}
+
 // Ctrl-C during training saves last.safetensors and exits with status 130; --resume goes on
 // from the step it saved.
 TEST_F(G2PCli, InterruptSavesTheLastCheckpointAndExits130) {
