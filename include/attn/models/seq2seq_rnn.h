@@ -46,7 +46,7 @@ struct Seq2SeqRNNConfig {
   bool input_feeding = true;  // Luong variants only
   int64_t location_filters = 8;
   int64_t location_kernel = 7;
-  double dropout = 0.0;  // on embeddings and the output hidden layer, in training
+  double dropout = 0.0;  // on embeddings, between encoder layers and on the output hidden layer, in training
 
   // {"src_vocab":.., "cell":"gru", "attention":"bahdanau", ...}
   nlohmann::json to_json() const;
