@@ -1,9 +1,15 @@
 // Inputs found by the fuzzers (fuzz/) that once escaped as something other than attn::Error.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
+#include <limits>
 #include <string>
+#include <vector>
 
+#include "attn/attention/attention.h"
 #include "attn/core/error.h"
+#include "attn/core/rng.h"
 #include "attn/data/vocabulary.h"
 
 namespace attn {
@@ -20,6 +26,68 @@ TEST(FuzzRegression, VocabularyJsonWithWrongTypesThrowsAttnError) {
       FAIL() << "no error";
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("v.json"), std::string::npos) << e.what();
+    }
+  }
+}
+
+Tensor random_tensor(const Shape& shape, Rng& rng) {
+  Tensor t = Tensor::empty(shape);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = static_cast<float>(rng.normal());
+  return t;
+}
+
+// fuzz_attend crash-803b4126 (fuzz/corpus/attend/crash-803b4126-huge-query-offset): with
+// query_offset > 2^61 (allowed up to 2^62) the fused backward kernels saw no query row for
+// any key block (kernels/cpu/key_block_rows.h started from INT64_MAX / 4) and returned zero
+// gradients while the forward and the reference were right.
+TEST(FuzzRegression, HugeQueryOffsetKeepsTheFusedBackwardRight) {
+  const int64_t kMax = int64_t{1} << 62;
+  for (ScoreFn fn : {ScoreFn::scaled_dot, ScoreFn::additive}) {
+    for (int64_t offset : {kMax, kMax - 7, int64_t{4323455646015787599}, -kMax}) {
+      for (bool window : {false, true}) {
+        SCOPED_TRACE(std::string(fn == ScoreFn::additive ? "additive" : "scaled_dot") + " offset " +
+                     std::to_string(offset) + (window ? " window" : ""));
+        Rng rng(5, 0);
+        const Tensor q = random_tensor({1, 2, 6, 4}, rng), k = random_tensor({1, 2, 5, 4}, rng),
+                     v = random_tensor({1, 2, 5, 3}, rng), dout = random_tensor({1, 2, 6, 3}, rng);
+        AttentionExtras x;
+        if (fn == ScoreFn::additive) {
+          x.wq = random_tensor({3, 4}, rng);
+          x.wk = random_tensor({3, 4}, rng);
+          x.va = random_tensor({3}, rng);
+        }
+        AttentionOptions o;
+        o.score = fn;
+        o.backend = AttentionBackend::fused;
+        o.query_offset = offset;
+        // Both sides unbounded (the fuzzer's case: left 5.06e18, right INT64_MAX): every key
+        // visible, as without a window.
+        if (window) o.window = Window{int64_t{5061675994119173964}, std::numeric_limits<int64_t>::max()};
+        AttentionOptions ref = o;
+        ref.backend = AttentionBackend::reference;
+        const AttentionOutput fa = attention_forward(q, k, v, x, o), fr = attention_forward(q, k, v, x, ref);
+        const AttentionGrads ga = attention_backward(q, k, v, x, o, fa, dout);
+        const AttentionGrads gr = attention_backward(q, k, v, x, ref, fr, dout);
+        auto expect_close = [](const char* name, const Tensor& a, const Tensor& b) {
+          ASSERT_EQ(a.defined(), b.defined()) << name;
+          if (!a.defined()) return;
+          ASSERT_EQ(a.shape(), b.shape()) << name;
+          const std::vector<float> av = a.to_vector(), bv = b.to_vector();
+          double norm = 0;
+          for (float y : bv) norm += std::fabs(y);
+          EXPECT_GT(norm, 0.1) << name << ": the reference gradient is not trivially zero";
+          for (size_t i = 0; i < av.size(); ++i) EXPECT_NEAR(av[i], bv[i], 1e-4 * (1 + std::fabs(bv[i]))) << name << "[" << i << "]";
+        };
+        expect_close("out", fa.out, fr.out);
+        expect_close("dq", ga.dq, gr.dq);
+        expect_close("dk", ga.dk, gr.dk);
+        expect_close("dv", ga.dv, gr.dv);
+        if (fn == ScoreFn::additive) {
+          expect_close("dwq", ga.dwq, gr.dwq);
+          expect_close("dwk", ga.dwk, gr.dwk);
+          expect_close("dva", ga.dva, gr.dva);
+        }
+      }
     }
   }
 }
