@@ -347,7 +347,9 @@ bool bf16_fused_applies(const Tensor& q, const Tensor& k, const Tensor& v, const
                         const AttentionOptions& opts) {
   if (q.dtype() != DType::bf16 || k.dtype() != DType::bf16 || v.dtype() != DType::bf16) return false;
   if (opts.backend == AttentionBackend::reference || opts.need_weights) return false;
-  return pr.s.fn == ScoreFn::dot || pr.s.fn == ScoreFn::scaled_dot || pr.s.fn == ScoreFn::cosine;
+  if (pr.s.fn == ScoreFn::cosine)  // rows of denormals go to the f32 path (and the reference)
+    return detail::cosine_norms_fit_f32(pr.p, pr.q.data<float>(), pr.k.data<float>());
+  return pr.s.fn == ScoreFn::dot || pr.s.fn == ScoreFn::scaled_dot;
 }
 
 }  // namespace

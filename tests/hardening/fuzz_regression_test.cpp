@@ -92,5 +92,37 @@ TEST(FuzzRegression, HugeQueryOffsetKeepsTheFusedBackwardRight) {
   }
 }
 
+// fuzz_attend crash-14700826 (fuzz/corpus/attend/crash-14700826-cosine-denormal-row): cosine
+// scores of a query or key row of denormals (|x| < 1/FLT_MAX). The fused kernels scale by
+// 1/|x| in f32, which overflowed to inf: every score -inf, out 0 and lse -inf where the
+// reference (double) gives cos = ±1. Such inputs now stay on the reference.
+TEST(FuzzRegression, CosineOfDenormalRowsMatchesTheReference) {
+  for (DType dt : {DType::f32, DType::bf16}) {
+    for (bool tiny_key : {false, true}) {
+      SCOPED_TRACE(std::string(dt == DType::bf16 ? "bf16" : "f32") + (tiny_key ? " tiny key" : " tiny query"));
+      std::vector<float> qv = {1e-40f, 2e-40f, 0.5f, -0.25f, 0.75f, 0.5f}, kv = {1.f, -0.5f, 0.25f, 1.f, 0.5f, 1.f};
+      if (tiny_key) std::swap(qv, kv);
+      const Tensor q = Tensor::from_vector(qv, {3, 2}).to(dt), k = Tensor::from_vector(kv, {3, 2}).to(dt),
+                   v = Tensor::from_vector({0.3f, 0.2f, 0.4f}, {3, 1}).to(dt);
+      AttentionOptions o;
+      o.score = ScoreFn::cosine;
+      o.causal = true;
+      o.query_offset = 8;  // every key visible
+      AttentionOptions ref = o;
+      ref.backend = AttentionBackend::reference;
+      const AttentionOutput a = attention_forward(q, k, v, {}, o), r = attention_forward(q, k, v, {}, ref);
+      ASSERT_EQ(a.out.shape(), r.out.shape());
+      ASSERT_EQ(a.lse.shape(), r.lse.shape());
+      const std::vector<float> ao = a.out.to_vector(), ro = r.out.to_vector(), al = a.lse.to_vector(),
+                               rl = r.lse.to_vector();
+      for (size_t i = 0; i < ro.size(); ++i) {
+        ASSERT_TRUE(std::isfinite(rl[i]));
+        EXPECT_NEAR(ao[i], ro[i], 1e-5) << "out[" << i << "]";
+        EXPECT_NEAR(al[i], rl[i], 1e-5) << "lse[" << i << "]";
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace attn
