@@ -17,18 +17,22 @@ std::string shape_str(const Shape& s) {
   return os.str();
 }
 
+// Products in uint64_t: a shape holding a 0 (no elements, so never allocated large) may have
+// other sizes whose product overflows int64 (fuzz_npy crash-8f46e74f); wrapping is defined
+// and the strides of an empty tensor are never used to address memory. Shapes with
+// elements are bounded by Tensor::empty.
 int64_t shape_numel(const Shape& s) {
-  int64_t n = 1;
-  for (int64_t d : s) n *= d;
-  return n;
+  uint64_t n = 1;
+  for (int64_t d : s) n *= static_cast<uint64_t>(d);
+  return static_cast<int64_t>(n);
 }
 
 Shape contiguous_strides(const Shape& s) {
   Shape st(s.size());
-  int64_t acc = 1;
+  uint64_t acc = 1;
   for (size_t i = s.size(); i-- > 0;) {
-    st[i] = acc;
-    acc *= s[i];
+    st[i] = static_cast<int64_t>(acc);
+    acc *= static_cast<uint64_t>(s[i]);
   }
   return st;
 }

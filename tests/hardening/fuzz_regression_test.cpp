@@ -3,6 +3,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <fstream>
+#include <sstream>
 #include <limits>
 #include <string>
 #include <vector>
@@ -11,6 +13,7 @@
 #include "attn/core/error.h"
 #include "attn/core/rng.h"
 #include "attn/data/vocabulary.h"
+#include "attn/io/npy.h"
 
 namespace attn {
 namespace {
@@ -122,6 +125,30 @@ TEST(FuzzRegression, CosineOfDenormalRowsMatchesTheReference) {
       }
     }
   }
+}
+
+// fuzz_npy crash-8f46e74f (fuzz/corpus/npy/crash-8f46e74f-zero-dim-stride-overflow): a shape
+// with a 0 among sizes whose product overflows int64, (22202, 7, 0, 7, 20707, ...), made
+// contiguous_strides overflow (undefined behaviour, caught by UBSan in the CI's sanitizer
+// build). The array has no elements: it parses as an empty tensor of that shape.
+TEST(FuzzRegression, NpyZeroSizedShapeWithHugeOtherSizesIsEmpty) {
+  std::ifstream f(std::string(ATTN_SOURCE_DIR) + "/fuzz/corpus/npy/crash-8f46e74f-zero-dim-stride-overflow",
+                  std::ios::binary);
+  ASSERT_TRUE(f) << "seed file missing";
+  std::stringstream bytes;
+  bytes << f.rdbuf();
+  const std::string data = bytes.str();
+  const Tensor t = io::parse_npy(data.data(), data.size(), "crash.npy");
+  ASSERT_EQ(t.dim(), 17);
+  EXPECT_EQ(t.size(0), 22202);
+  EXPECT_EQ(t.size(2), 0);
+  EXPECT_EQ(t.numel(), 0);
+  // The same through Tensor::empty: sizes after the 0 whose product overflows (sizes before
+  // it that overflow are refused as too large to allocate).
+  const int64_t big = int64_t{1} << 40;
+  const Tensor e = Tensor::empty({3, 0, big, big, big});
+  EXPECT_EQ(e.numel(), 0);
+  EXPECT_EQ(e.shape(), (Shape{3, 0, big, big, big}));
 }
 
 }  // namespace
