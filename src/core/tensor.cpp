@@ -102,10 +102,10 @@ int64_t Tensor::size(int64_t d) const { return shape_[wrap_dim(d, dim(), "Tensor
 int64_t Tensor::stride(int64_t d) const { return strides_[wrap_dim(d, dim(), "Tensor::stride")]; }
 
 bool Tensor::is_contiguous() const {
-  int64_t acc = 1;
+  uint64_t acc = 1;  // wraps like contiguous_strides for empty shapes with huge sizes
   for (size_t i = shape_.size(); i-- > 0;) {
-    if (shape_[i] != 1 && strides_[i] != acc) return false;
-    acc *= shape_[i];
+    if (shape_[i] != 1 && strides_[i] != static_cast<int64_t>(acc)) return false;
+    acc *= static_cast<uint64_t>(shape_[i]);
   }
   return true;
 }
