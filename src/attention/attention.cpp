@@ -133,7 +133,15 @@ struct Prepared {
 };
 
 void set_strides(int64_t* dst, const Tensor& t4) {
-  for (int d = 0; d < 3; ++d) dst[d] = t4.stride(d);
+  // A size-1 dimension's stride never moves a pointer but may hold anything (a view of a
+  // transposed copy gives 1); give it the dense value, so that kernels passing a row stride to
+  // BLAS as its leading dimension (which must be >= the row length) stay valid
+  // (fuzz_attend crash-eb80e7f5: general score, Nq = 1, q row stride 1 < D).
+  int64_t inner = t4.size(3);
+  for (int d = 2; d >= 0; --d) {
+    dst[d] = t4.size(d) == 1 ? inner : t4.stride(d);
+    inner = dst[d] * t4.size(d);
+  }
 }
 
 // Bound on |query_offset| so that i + query_offset never overflows.

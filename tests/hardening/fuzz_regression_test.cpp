@@ -151,5 +151,32 @@ TEST(FuzzRegression, NpyZeroSizedShapeWithHugeOtherSizesIsEmpty) {
   EXPECT_EQ(e.shape(), (Shape{3, 0, big, big, big}));
 }
 
+// fuzz_attend crash-eb80e7f5 (fuzz/corpus/attend/crash-eb80e7f5-general-single-row-stride): a
+// one-row q whose row stride is 1 (a view of a transposed copy) with the general score. The
+// fused path passed that stride to SGEMM as lda (< D: "parameter number 10 had an illegal
+// value"), OpenBLAS skipped the product, and the scores came out 0.
+TEST(FuzzRegression, GeneralScoreWithOneQueryRowOfAnyStride) {
+  Rng rng(9, 0);
+  const Tensor q_dense = random_tensor({1, 4}, rng);
+  const Tensor q = q_dense.transpose(0, 1).clone().transpose(0, 1);  // [1, 4], strides [1, 1]
+  ASSERT_EQ(q.shape(), (Shape{1, 4}));
+  const Tensor k = random_tensor({3, 4}, rng), v = random_tensor({3, 5}, rng);
+  AttentionExtras x;
+  x.w = random_tensor({4, 4}, rng);
+  AttentionOptions o;
+  o.score = ScoreFn::general;
+  o.need_weights = true;
+  AttentionOptions ref = o;
+  ref.backend = AttentionBackend::reference;
+  for (const Tensor& qi : {q, q_dense}) {
+    const AttentionOutput a = attention_forward(qi, k, v, x, o), r = attention_forward(qi, k, v, x, ref);
+    ASSERT_EQ(a.lse.shape(), r.lse.shape());
+    ASSERT_EQ(a.weights.shape(), r.weights.shape());
+    EXPECT_NEAR(a.lse.to_vector()[0], r.lse.to_vector()[0], 1e-5);
+    const std::vector<float> aw = a.weights.to_vector(), rw = r.weights.to_vector();
+    for (size_t j = 0; j < rw.size(); ++j) EXPECT_NEAR(aw[j], rw[j], 1e-5) << "weight " << j;
+  }
+}
+
 }  // namespace
 }  // namespace attn
