@@ -133,7 +133,15 @@ struct Prepared {
 };
 
 void set_strides(int64_t* dst, const Tensor& t4) {
-  for (int d = 0; d < 3; ++d) dst[d] = t4.stride(d);
+  // A size-1 dimension's stride never moves a pointer but may hold anything (a view of a
+  // transposed copy gives 1); give it the dense value, so that kernels passing a row stride to
+  // BLAS as its leading dimension (which must be >= the row length) stay valid
+  // (fuzz_attend crash-eb80e7f5: general score, Nq = 1, q row stride 1 < D).
+  int64_t inner = t4.size(3);
+  for (int d = 2; d >= 0; --d) {
+    dst[d] = t4.size(d) == 1 ? inner : t4.stride(d);
+    inner = dst[d] * t4.size(d);
+  }
 }
 
 // Bound on |query_offset| so that i + query_offset never overflows.
@@ -347,7 +355,9 @@ bool bf16_fused_applies(const Tensor& q, const Tensor& k, const Tensor& v, const
                         const AttentionOptions& opts) {
   if (q.dtype() != DType::bf16 || k.dtype() != DType::bf16 || v.dtype() != DType::bf16) return false;
   if (opts.backend == AttentionBackend::reference || opts.need_weights) return false;
-  return pr.s.fn == ScoreFn::dot || pr.s.fn == ScoreFn::scaled_dot || pr.s.fn == ScoreFn::cosine;
+  if (pr.s.fn == ScoreFn::cosine)  // rows of denormals go to the f32 path (and the reference)
+    return detail::cosine_norms_fit_f32(pr.p, pr.q.data<float>(), pr.k.data<float>());
+  return pr.s.fn == ScoreFn::dot || pr.s.fn == ScoreFn::scaled_dot;
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "attention/attention_backend.h"
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "attn/core/error.h"
@@ -9,6 +10,22 @@
 #include "attn/kernels/cpu/flash_attention_backward.h"
 
 namespace attn::detail {
+
+bool cosine_norms_fit_f32(const kernels::AttentionProblem& p, const float* q, const float* k) {
+  const double tiny = 1.0 / static_cast<double>(std::numeric_limits<float>::max());
+  auto fits = [&](const float* x, const int64_t* st, int64_t H, int64_t N) {
+    for (int64_t b = 0; b < p.B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t i = 0; i < N; ++i) {
+          const float* r = x + b * st[0] + h * st[1] + i * st[2];
+          double s = 0;
+          for (int64_t d = 0; d < p.D; ++d) s += double(r[d]) * r[d];
+          if (s > 0 && std::sqrt(s) < tiny) return false;
+        }
+    return true;
+  };
+  return fits(q, p.q_stride, p.Hq, p.Nq) && fits(k, p.k_stride, p.Hkv, p.Nk);
+}
 
 namespace {
 
@@ -25,6 +42,8 @@ bool fused_forward(const kernels::AttentionProblem& p, const ref::ScoreParams& s
   }
   if (s.fn == ScoreFn::general && s.w == nullptr) return false;
   if (s.fn != ScoreFn::general && p.Dk != p.D) return false;
+  // Rows of denormals: the reference normalises them in double (fuzz_attend crash-14700826).
+  if (s.fn == ScoreFn::cosine && !cosine_norms_fit_f32(p, q, k)) return false;
   std::vector<float> lse_buf;
   if (!lse && weights) {
     lse_buf.resize(static_cast<size_t>(p.B * p.Hq * p.Nq));

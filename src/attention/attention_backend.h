@@ -18,6 +18,10 @@ void run_forward(const kernels::AttentionProblem& p, const ref::ScoreParams& s, 
 void run_forward_bf16(const kernels::AttentionProblem& p, const ref::ScoreParams& s,
                       const bf16* q, const bf16* k, const bf16* v, float* out, float* lse);
 
+// Whether the fused cosine kernels can normalise every row of q and k: they scale by 1/|x|
+// in f32, which overflows to inf for 0 < |x| < 1/FLT_MAX (rows of denormals). Strides per p.
+bool cosine_norms_fit_f32(const kernels::AttentionProblem& p, const float* q, const float* k);
+
 // Buffers as in ref::attention_backward (gradients contiguous and overwritten).
 void run_backward(const kernels::AttentionProblem& p, const ref::ScoreParams& s, const float* q,
                   const float* k, const float* v, const float* out, const float* lse,

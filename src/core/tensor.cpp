@@ -19,18 +19,22 @@ std::string shape_str(const Shape& s) {
   return os.str();
 }
 
+// Products in uint64_t: a shape holding a 0 (no elements, so never allocated large) may have
+// other sizes whose product overflows int64 (fuzz_npy crash-8f46e74f); wrapping is defined
+// and the strides of an empty tensor are never used to address memory. Shapes with
+// elements are bounded by Tensor::empty.
 int64_t shape_numel(const Shape& s) {
-  int64_t n = 1;
-  for (int64_t d : s) n *= d;
-  return n;
+  uint64_t n = 1;
+  for (int64_t d : s) n *= static_cast<uint64_t>(d);
+  return static_cast<int64_t>(n);
 }
 
 Shape contiguous_strides(const Shape& s) {
   Shape st(s.size());
-  int64_t acc = 1;
+  uint64_t acc = 1;
   for (size_t i = s.size(); i-- > 0;) {
-    st[i] = acc;
-    acc *= s[i];
+    st[i] = static_cast<int64_t>(acc);
+    acc *= static_cast<uint64_t>(s[i]);
   }
   return st;
 }
@@ -93,10 +97,10 @@ int64_t Tensor::size(int64_t d) const { return shape_[wrap_dim(d, dim(), "Tensor
 int64_t Tensor::stride(int64_t d) const { return strides_[wrap_dim(d, dim(), "Tensor::stride")]; }
 
 bool Tensor::is_contiguous() const {
-  int64_t acc = 1;
+  uint64_t acc = 1;  // wraps like contiguous_strides for empty shapes with huge sizes
   for (size_t i = shape_.size(); i-- > 0;) {
-    if (shape_[i] != 1 && strides_[i] != acc) return false;
-    acc *= shape_[i];
+    if (shape_[i] != 1 && strides_[i] != static_cast<int64_t>(acc)) return false;
+    acc *= static_cast<uint64_t>(shape_[i]);
   }
   return true;
 }

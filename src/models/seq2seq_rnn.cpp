@@ -108,6 +108,7 @@ Seq2SeqRNN::Seq2SeqRNN(const Seq2SeqRNNConfig& c, Rng& rng)
     ro.num_layers = c.encoder_layers;
     ro.bidirectional = true;
     ro.batch_first = true;
+    ro.dropout = c.dropout;  // between encoder layers (a no-op with one layer)
     if (c.cell == CellKind::gru)
       encoder = register_module("encoder", std::make_shared<nn::GRU>(ro, rng));
     else
@@ -125,7 +126,10 @@ Seq2SeqRNN::Seq2SeqRNN(const Seq2SeqRNNConfig& c, Rng& rng)
   dropout_.seed = rng.next_u64();
 }
 
-void Seq2SeqRNN::begin_step(int64_t step) { dropout_.counter = static_cast<uint64_t>(step) << 32; }
+void Seq2SeqRNN::begin_step(int64_t step) {
+  dropout_.counter = static_cast<uint64_t>(step) << 32;
+  if (encoder) encoder->begin_step(step);  // the cnn encoder draws from dropout_
+}
 
 Var Seq2SeqRNN::maybe_dropout(const Var& x) {
   if (!is_training() || config_.dropout == 0) return x;

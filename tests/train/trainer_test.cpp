@@ -44,8 +44,9 @@ EvalSet eval_set(const std::vector<data::SeqPair>& pairs) {
   return s;
 }
 
-models::Seq2SeqRNNConfig toy_config(double dropout = 0.0) {
+models::Seq2SeqRNNConfig toy_config(double dropout = 0.0, int64_t encoder_layers = 1) {
   models::Seq2SeqRNNConfig c;
+  c.encoder_layers = encoder_layers;
   c.src_vocab = 9;
   c.tgt_vocab = 9;
   c.embed_dim = 12;
@@ -149,11 +150,15 @@ TEST(Trainer, CheckpointReloadGivesIdenticalOutputs) {
 
 // Same seed and thread count: 14 steps, stop, resume to 32 == 32 steps in one go (with
 // dropout, mid-epoch stops, and epochs rolling over: 96 examples / 16 = 6 batches each).
-TEST(Trainer, ResumeIsBitIdenticalToAnUninterruptedRun) {
+// Two encoder layers add dropout between them (nn::RnnBase::begin_step).
+class TrainerResume : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(TrainerResume, ResumeIsBitIdenticalToAnUninterruptedRun) {
+  const int64_t encoder_layers = GetParam();
   const auto train = reversal_data(96, 7), dev = reversal_data(8, 8);
   auto run = [&](const fs::path& dir, int64_t max_steps, bool resume) {
     Rng init(9, 0);
-    auto model = std::make_shared<models::Seq2SeqRNN>(toy_config(0.2), init);
+    auto model = std::make_shared<models::Seq2SeqRNN>(toy_config(0.2, encoder_layers), init);
     TrainOptions o = quiet_options();
     o.max_steps = max_steps;
     o.eval_every = 5;
@@ -164,7 +169,8 @@ TEST(Trainer, ResumeIsBitIdenticalToAnUninterruptedRun) {
     EXPECT_EQ(r.steps, max_steps);
     return model;
   };
-  const fs::path d1 = temp_dir("resume_a"), d2 = temp_dir("resume_b");
+  const std::string tag = std::to_string(encoder_layers);
+  const fs::path d1 = temp_dir("resume_a" + tag), d2 = temp_dir("resume_b" + tag);
   auto straight = run(d1, 32, false);
   run(d2, 14, false);
   auto resumed = run(d2, 32, true);
@@ -178,6 +184,8 @@ TEST(Trainer, ResumeIsBitIdenticalToAnUninterruptedRun) {
   fs::remove_all(d1);
   fs::remove_all(d2);
 }
+
+INSTANTIATE_TEST_SUITE_P(EncoderLayers, TrainerResume, ::testing::Values(1, 2));
 
 // SIGTERM (raised while the model is being evaluated at step 10) -> the step in flight
 // finishes, the last checkpoint is written at that step, the loop returns "signal" and the

@@ -56,7 +56,7 @@ struct Seq2SeqRNNConfig {
   bool input_feeding = true;  // Luong variants only
   int64_t location_filters = 8;
   int64_t location_kernel = 7;
-  double dropout = 0.0;  // on embeddings, the output hidden layer and (cnn) every conv input, in training
+  double dropout = 0.0;  // on embeddings, between encoder layers (rnn), the output hidden layer and (cnn) every conv input, in training
   EncoderKind encoder = EncoderKind::rnn;  // JSON "encoder": "rnn" | "cnn"
   int64_t conv_layers = 4;  // cnn: residual convolution blocks
   int64_t conv_kernel = 5;  // cnn: kernel width, odd (each layer widens the receptive field by conv_kernel - 1)

@@ -44,6 +44,9 @@ class RnnBase : public Module {
   RnnOutput forward(const Var& x, const Var& h0 = Var(), const Var& c0 = Var(),
                     const Tensor& lengths = Tensor());
   const RnnOptions& options() const { return opts_; }
+  // Fixes the inter-layer dropout masks of the coming forward passes as a function of
+  // (seed, step), like models::Seq2SeqModel::begin_step, so a resumed run draws the same masks.
+  void begin_step(int64_t step) { stream_.counter = static_cast<uint64_t>(step) << 32; }
 
  private:
   Kind kind_;

@@ -22,8 +22,10 @@ struct RowRange {
 inline RowRange rows_seeing_key_block(const kernels::AttentionProblem& p, int64_t b, int64_t j0,
                                       int64_t kn) {
   const int64_t klen = p.key_lengths ? std::min<int64_t>(p.key_lengths[b], p.Nk) : p.Nk;
-  int64_t p_lo = std::numeric_limits<int64_t>::min() / 4;
-  int64_t p_hi = std::numeric_limits<int64_t>::max() / 4;
+  // Start from every row (|query_offset| <= 2^62, so no overflow): a fixed sentinel such as
+  // INT64_MAX / 4 lies below p_i once query_offset > 2^61 and hid every row (fuzz_attend).
+  int64_t p_lo = p.query_offset;
+  int64_t p_hi = p.Nq - 1 + p.query_offset;
   if (p.causal) p_lo = std::max(p_lo, j0);
   if (p.has_window) {
     p_lo = std::max(p_lo, j0 - p.window_right);
