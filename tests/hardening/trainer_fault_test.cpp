@@ -30,6 +30,7 @@
 #include "attn/io/safetensors.h"
 #include "attn/models/seq2seq_rnn.h"
 #include "attn/train/trainer.h"
+#include "common/toy_tasks.h"
 
 extern char** environ;
 
@@ -41,20 +42,9 @@ namespace fs = std::filesystem;
 constexpr int64_t kSteps = 30;
 constexpr int kExitFinished = 0, kExitSignal = 3, kExitError = 4;
 
-// Reverse 2..5 symbols out of 6 (ids 3..8); 96 examples / batch 16 = 6 batches per epoch,
-// so 30 steps cross several epochs and stop mid-epoch.
-std::vector<data::SeqPair> reversal_data(int64_t n, uint64_t seed) {
-  Rng rng(seed, 0);
-  std::vector<data::SeqPair> out;
-  for (int64_t i = 0; i < n; ++i) {
-    data::SeqPair p;
-    const int64_t len = 2 + static_cast<int64_t>(rng.below(4));
-    for (int64_t j = 0; j < len; ++j) p.src.push_back(3 + static_cast<int32_t>(rng.below(6)));
-    p.tgt.assign(p.src.rbegin(), p.src.rend());
-    out.push_back(p);
-  }
-  return out;
-}
+// The reversal task (tests/common/toy_tasks.h): 96 examples / batch 16 = 6 batches per
+// epoch, so 30 steps cross several epochs and stop mid-epoch.
+using testing::reversal_data;
 
 const char* env(const char* name) { return std::getenv(name); }
 

@@ -19,6 +19,7 @@
 #include "attn/io/checkpoint.h"
 #include "attn/models/seq2seq_rnn.h"
 #include "attn/train/trainer.h"
+#include "common/toy_tasks.h"
 
 namespace attn::models {
 namespace {
@@ -232,28 +233,9 @@ TEST(Seq2SeqCNN, BadInputsThrow) {
 
 // ---- training and decoding on a toy reversal task
 
-// Reverse a sequence of 2..5 symbols out of 6 (ids 3..8).
-std::vector<data::SeqPair> reversal_data(int64_t n, uint64_t seed) {
-  Rng rng(seed, 0);
-  std::vector<data::SeqPair> out;
-  for (int64_t i = 0; i < n; ++i) {
-    data::SeqPair p;
-    const int64_t len = 2 + static_cast<int64_t>(rng.below(4));
-    for (int64_t j = 0; j < len; ++j) p.src.push_back(3 + static_cast<int32_t>(rng.below(6)));
-    p.tgt.assign(p.src.rbegin(), p.src.rend());
-    out.push_back(p);
-  }
-  return out;
-}
+using testing::reversal_data;
 
-train::EvalSet eval_set(const std::vector<data::SeqPair>& pairs) {
-  train::EvalSet s;
-  for (const auto& p : pairs) {
-    s.sources.push_back(p.src);
-    s.references.push_back({p.tgt});
-  }
-  return s;
-}
+using testing::eval_set;
 
 Seq2SeqRNNConfig toy_cnn_config() {
   Seq2SeqRNNConfig c;

@@ -16,33 +16,16 @@
 #include "attn/io/checkpoint.h"
 #include "attn/models/transformer_seq2seq.h"
 #include "attn/train/trainer.h"
+#include "common/toy_tasks.h"
 
 namespace attn::train {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::vector<data::SeqPair> reversal_data(int64_t n, uint64_t seed) {
-  Rng rng(seed, 0);
-  std::vector<data::SeqPair> out;
-  for (int64_t i = 0; i < n; ++i) {
-    data::SeqPair p;
-    const int64_t len = 2 + static_cast<int64_t>(rng.below(4));
-    for (int64_t j = 0; j < len; ++j) p.src.push_back(3 + static_cast<int32_t>(rng.below(6)));
-    p.tgt.assign(p.src.rbegin(), p.src.rend());
-    out.push_back(p);
-  }
-  return out;
-}
+using testing::reversal_data;
 
-EvalSet eval_set(const std::vector<data::SeqPair>& pairs) {
-  EvalSet s;
-  for (const auto& p : pairs) {
-    s.sources.push_back(p.src);
-    s.references.push_back({p.tgt});
-  }
-  return s;
-}
+using testing::eval_set;
 
 models::TransformerSeq2SeqOptions toy(double dropout) {
   models::TransformerSeq2SeqOptions o;
