@@ -87,12 +87,13 @@ bool lse_in_fused_range(const kernels::AttentionProblem& p, const float* lse) {
   return true;
 }
 
-// The fused backward kernels: dot / scaled_dot and cosine (flash) and additive; general stays
-// on the reference. Returns false when none applies (or additive meets too large an lse).
+// The fused backward kernels: dot / scaled_dot, cosine and general (flash; general on the
+// projected q' = q W) and additive. Returns false when none applies (additive meets too
+// large an lse, or a kernel-level caller gave no w / dw buffers).
 bool fused_backward(const kernels::AttentionProblem& p, const ref::ScoreParams& s, const float* q,
                     const float* k, const float* v, const float* out, const float* lse,
-                    const float* dout, float* dq, float* dk, float* dv, float* dwq, float* dwk,
-                    float* dva, float* dbias, double* dtemperature) {
+                    const float* dout, float* dq, float* dk, float* dv, float* dw, float* dwq,
+                    float* dwk, float* dva, float* dbias, double* dtemperature) {
   if ((s.fn == ScoreFn::dot || s.fn == ScoreFn::scaled_dot) && cpu::flash_attention_backward_supports(p)) {
     cpu::flash_attention_backward(p, q, k, v, out, lse, dout, dq, dk, dv, dbias);
     return true;
@@ -100,6 +101,10 @@ bool fused_backward(const kernels::AttentionProblem& p, const ref::ScoreParams& 
   if (s.fn == ScoreFn::cosine && cpu::flash_attention_backward_supports(p)) {
     cpu::cosine_attention_backward(p, s.temperature, q, k, v, out, lse, dout, dq, dk, dv, dbias,
                                    dtemperature);
+    return true;
+  }
+  if (s.fn == ScoreFn::general && s.w && dw && p.Hkv > 0 && p.Hq % p.Hkv == 0) {
+    cpu::general_attention_backward(p, s.w, q, k, v, out, lse, dout, dq, dk, dv, dw, dbias);
     return true;
   }
   if (s.fn == ScoreFn::additive && dwq && dwk && dva && lse_in_fused_range(p, lse)) {
@@ -150,7 +155,7 @@ void run_backward(const kernels::AttentionProblem& p, const ref::ScoreParams& s,
                   AttentionBackend backend) {
   switch (backend) {
     case AttentionBackend::automatic:
-      if (fused_backward(p, s, q, k, v, out, lse, dout, dq, dk, dv, dwq, dwk, dva, dbias,
+      if (fused_backward(p, s, q, k, v, out, lse, dout, dq, dk, dv, dw, dwq, dwk, dva, dbias,
                          dtemperature))
         return;
       [[fallthrough]];
@@ -159,15 +164,16 @@ void run_backward(const kernels::AttentionProblem& p, const ref::ScoreParams& s,
                               dtemperature);
       return;
     case AttentionBackend::fused:
-      if (fused_backward(p, s, q, k, v, out, lse, dout, dq, dk, dv, dwq, dwk, dva, dbias,
+      if (fused_backward(p, s, q, k, v, out, lse, dout, dq, dk, dv, dw, dwq, dwk, dva, dbias,
                          dtemperature))
         return;
       if (s.fn == ScoreFn::additive && !lse_in_fused_range(p, lse))
         fail("attention backward: the fused additive kernel needs every finite fwd.lse within ±",
              kMaxAdditiveLse, " (f32 cannot rebuild a saturated softmax from it); got larger for ",
              "q [", p.B, ", ", p.Hq, ", ", p.Nq, ", ", p.D, "]; use backend automatic or reference");
-      fail("attention backward: the fused backend supports the dot, scaled_dot, cosine and "
-           "additive scores; got ", score_fn_name(s.fn), "; use backend automatic or reference");
+      fail("attention backward: the fused backend cannot run score ", score_fn_name(s.fn),
+           " for q [", p.B, ", ", p.Hq, ", ", p.Nq, ", ", p.D, "] (its parameters or their "
+           "gradient buffers are missing); use backend automatic or reference");
   }
 }
 

@@ -4,7 +4,10 @@
 // gradient_test.cpp.
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include "attention/problem64.h"
+#include "attn/core/threading.h"
 
 namespace attn {
 namespace {
@@ -212,6 +215,37 @@ TEST(AttentionBackwardApi, StridedAndBf16InputsGiveTheSameGradients) {
   for (auto [got, want] : {std::pair{h.g.dq, hr.g.dq}, {h.g.dk, hr.g.dk}, {h.g.dv, hr.g.dv}}) {
     std::vector<float> w = want.to_vector();
     EXPECT_TRUE(close_to(got, want.shape(), std::vector<double>(w.begin(), w.end()), 0, 0));
+  }
+}
+
+// The general backward runs fused (q' = q W, the flash backward, two GEMMs): backend fused
+// accepts it, automatic gives the fused gradients bit for bit, and those are not the
+// reference's bits (so automatic did not fall back), while both match the double reference.
+// Causal with an offset, key lengths, a bias, GQA, Dk ≠ D, 1 and 2 threads.
+TEST(AttentionBackwardApi, GeneralRunsFusedUnderAutomatic) {
+  ApiCase c;
+  c.fn = ScoreFn::general, c.B = 2, c.Hq = 4, c.Hkv = 2, c.Nq = 37, c.Nk = 70, c.D = 24, c.Dk = 40,
+  c.Dv = 16, c.causal = true, c.offset = 30, c.key_lengths = {70, 45};
+  c.bias_shape = {c.B, 1, c.Nq, c.Nk};
+  for (int threads : {1, 2}) {
+    SCOPED_TRACE(threads);
+    set_num_threads(threads);
+    ApiRun r = make_inputs(c);
+    const double a = std::sqrt(3.0 / (c.D * std::sqrt(double(c.Dk))));  // O(1) logits
+    r.ex.w = random_tensor({c.D, c.Dk}, 5, -a, a);
+    ApiRun fused = r, reference = r;
+    fused.opts.backend = AttentionBackend::fused;
+    reference.opts.backend = AttentionBackend::reference;
+    ASSERT_NO_THROW(run_api(fused));
+    run_api(reference);
+    check_api_against_double(c, r, "automatic");  // runs the automatic backend
+    set_num_threads(1);
+    for (auto [a, f, ref] : {std::tuple{r.g.dq, fused.g.dq, reference.g.dq}, {r.g.dk, fused.g.dk, reference.g.dk},
+                             {r.g.dv, fused.g.dv, reference.g.dv}, {r.g.dw, fused.g.dw, reference.g.dw}}) {
+      ASSERT_EQ(a.shape(), f.shape());
+      EXPECT_EQ(a.to_vector(), f.to_vector());
+      EXPECT_NE(a.to_vector(), ref.to_vector());
+    }
   }
 }
 

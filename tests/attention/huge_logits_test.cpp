@@ -1,6 +1,6 @@
 // Logits of 1e4, 1e10 and 1e30 (finite): the fused paths against the double reference for the
-// forward (out, lse, weights; f32 and bf16, decode split), and the backward of the automatic
-// backend. At such magnitudes an f32 score is known only to ulp(S)/2 (0.5e-3 at 1e4, 1e22 at
+// forward (out, lse, weights; f32 and bf16, decode split), and the backward of the fused
+// backend (general with W = I, so that its scores are the dot cases'). At such magnitudes an f32 score is known only to ulp(S)/2 (0.5e-3 at 1e4, 1e22 at
 // 1e30), so the cases are built with exactly representable scores whose softmax does not
 // depend on rounding: each row's largest logit is shared by several keys (an exact tie: equal
 // k rows or equal bias entries) and every other key sits at least S/2 lower (weight exp(−S/2)
@@ -142,6 +142,11 @@ HugeInputs make_inputs(const HugeCase& c) {
   in.k = Tensor::from_vector(k, {c.B, c.Hkv, c.Nk, D});
   in.v = test::random_tensor({c.B, c.Hkv, c.Nk, c.Dv}, 11);
   in.dout = test::random_tensor({c.B, c.Hq, c.Nq, c.Dv}, 12);
+  if (c.fn == ScoreFn::general) {  // W = I: q' = q W = q exactly, the dot cases' scores
+    std::vector<float> eye(D * D, 0.f);
+    for (int64_t d = 0; d < D; ++d) eye[d * D + d] = 1.f;
+    in.ex.w = Tensor::from_vector(eye, {D, D});
+  }
   in.opts.score = c.fn;
   in.opts.causal = c.causal;
   in.opts.query_offset = c.offset;
@@ -182,6 +187,7 @@ void check_case(const HugeCase& c) {
   expect_close(ga.dk, gw.dk, kTol, "dk");
   expect_close(ga.dv, gw.dv, kTol, "dv");
   if (in.ex.bias.defined()) expect_close(ga.dbias, gw.dbias, kTol, "dbias");
+  if (c.fn == ScoreFn::general) expect_close(ga.dw, gw.dw, kTol, "dw");
   // dT = −Σ_ij dS_ij c_ij / T² is 0 in exact arithmetic here (a row's tied keys share one
   // cosine and Σ_j dS_ij = 0), so both sides are rounding residue: compared against the size
   // of its terms, Σ_ij |dS_ij| / T² ≤ rows · 2 max|dO_i·v_j| · S² (Σ_j P_ij = 1, |c| ≤ 1).
@@ -195,7 +201,7 @@ const double kScales[] = {1e4, 1e10, 1e30};
 
 TEST(HugeLogits, BiasDrivenEveryScoreFn) {
   for (double S : kScales)
-    for (ScoreFn fn : {ScoreFn::dot, ScoreFn::scaled_dot, ScoreFn::cosine}) {
+    for (ScoreFn fn : {ScoreFn::dot, ScoreFn::scaled_dot, ScoreFn::cosine, ScoreFn::general}) {
       HugeCase c;
       c.fn = fn, c.S = S;
       check_case(c);
@@ -204,7 +210,7 @@ TEST(HugeLogits, BiasDrivenEveryScoreFn) {
 
 TEST(HugeLogits, DotDrivenEveryScoreFn) {
   for (double S : kScales)
-    for (ScoreFn fn : {ScoreFn::dot, ScoreFn::scaled_dot, ScoreFn::cosine}) {
+    for (ScoreFn fn : {ScoreFn::dot, ScoreFn::scaled_dot, ScoreFn::cosine, ScoreFn::general}) {
       HugeCase c;
       c.fn = fn, c.source = Source::dot, c.S = S;
       check_case(c);

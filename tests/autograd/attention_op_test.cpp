@@ -130,6 +130,30 @@ TEST(AttentionOp, FusedEqualsComposed) {
   expect_close(v1.grad(), v2.grad(), 1e-5, 1e-5, "dv");
 }
 
+// The op's f32 gradient for the general score comes from the fused backward: with backend
+// automatic it equals backend fused bit for bit (q, k, v and W), and differs from the
+// reference backend's bits; both are checked against f64 above (F32PathMatchesF64...).
+TEST(AttentionOp, GeneralGradientTakesTheFusedBackward) {
+  const Case c = kCases[2];
+  ASSERT_EQ(c.score, ScoreFn::general);
+  std::vector<std::vector<Tensor>> grads;
+  for (AttentionBackend be : {AttentionBackend::automatic, AttentionBackend::fused, AttentionBackend::reference}) {
+    Rng r(40), rs(41);
+    Built b = build(c, r, DType::f32);
+    b.opts.backend = be;
+    Var y = attention(b.q, b.k, b.v, b.in, b.opts).out;
+    y.backward(random_tensor(y.shape(), rs, -1, 1, DType::f32));
+    grads.emplace_back();
+    for (const Var& l : b.leaves) grads.back().push_back(l.grad());
+  }
+  for (size_t i = 0; i < 4; ++i) {  // q, k, v, w
+    SCOPED_TRACE(i);
+    ASSERT_EQ(grads[0][i].shape(), grads[1][i].shape());
+    EXPECT_EQ(grads[0][i].to_vector(), grads[1][i].to_vector());
+    EXPECT_NE(grads[0][i].to_vector(), grads[2][i].to_vector());
+  }
+}
+
 TEST(AttentionOp, LowerRanksAndErrors) {
   Rng rng(34);
   Var q = leaf({3, 4}, rng), k = leaf({5, 4}, rng), v = leaf({5, 2}, rng);

@@ -11,7 +11,8 @@ namespace attn::cpu {
 
 // Whether flash_attention_backward handles this problem: the dot / scaled_dot score
 // (p.scale multiplies q·k) with Dk == D; cosine_attention_backward (below) runs on it too.
-// General and additive go elsewhere (additive: additive_attention.h; general: the reference).
+// general_attention_backward (below) needs only p.Hq % p.Hkv == 0; additive goes to
+// additive_attention.h.
 bool flash_attention_backward_supports(const kernels::AttentionProblem& p);
 
 // Gradients of sum(dout * out) for out = softmax(mask(q kᵀ · scale + bias)) v (with dropout
@@ -49,5 +50,17 @@ void cosine_attention_backward(const kernels::AttentionProblem& p, double temper
                                const float* q, const float* k, const float* v, const float* out,
                                const float* lse, const float* dout, float* dq, float* dk, float* dv,
                                float* dbias, double* dtemperature);
+
+// Backward of the `general` score s = qᵀ W k · p.scale (Luong et al. 2015), buffers as above
+// except k: [B, Hkv, Nk, Dk] (p.k_stride), dk: [B, Hkv, Nk, Dk]; w: [D, Dk] contiguous;
+// dw: [D, Dk], overwritten. As the forward (flash_attention_forward_general): q' = q W
+// (project_queries, bit-identical to the forward's), the dot backward above on (q', k, v,
+// lse) with D = Dk, then dq = dq' Wᵀ and dw = qᵀ dq' (two sgemm calls). Requires
+// p.Hq % p.Hkv == 0. Extra memory: q' and dq' (f32, [B, Hq, Nq, Dk] each), a dense copy of q
+// when q is strided, besides the dot backward's.
+void general_attention_backward(const kernels::AttentionProblem& p, const float* w,
+                                const float* q, const float* k, const float* v, const float* out,
+                                const float* lse, const float* dout, float* dq, float* dk,
+                                float* dv, float* dw, float* dbias);
 
 }  // namespace attn::cpu
