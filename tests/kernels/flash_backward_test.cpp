@@ -212,6 +212,24 @@ TEST(FlashBackward, HugeLogitRowsBesideOrdinaryOnes) {
   }
 }
 
+// Work units take up to 4 key blocks at once (each query tile then serves them all) when
+// that leaves ≥ 8 units per thread: B·Hkv = 8 and Nk = 300 (5 blocks, the last one of 44
+// keys) gives groups of 4 + 1 at 1 and 2 threads; B·Hkv = 4 gives groups of 2 + 2 + 1 at one
+// thread. Masks make some blocks of a group invisible to some query tiles.
+TEST(FlashBackward, KeyBlockGroupsWithMasks) {
+  Case c;
+  c.B = 2, c.Hq = 8, c.Hkv = 4, c.Nq = 80, c.Nk = 300, c.D = 16, c.Dv = 8;
+  c.causal = true, c.query_offset = 150;
+  check_case(c, 1);
+  check_case(c, 2);
+  c.causal = false, c.window = true, c.window_left = 90, c.window_right = 10;
+  check_case(c, 2);
+  c.window = false, c.key_lengths = {300, 130}, c.bias = Case::Bias::full, c.dropout = 0.2;
+  check_case(c, 1);
+  c.B = 1, c.key_lengths = {200}, c.bias = Case::Bias::none, c.strided = true;
+  check_case(c, 1);
+}
+
 TEST(FlashBackward, EverySimdTarget) {
   const std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
   ASSERT_FALSE(targets.empty());

@@ -74,14 +74,19 @@ HWY_INLINE void tile_gemm(int64_t M, int64_t width, int64_t K, const float* a, i
   const int64_t L = static_cast<int64_t>(hn::Lanes(d));
   // 4 × 4 accumulators fill half of AVX-512's 32 registers; 4 × 2 on 16-register targets.
   const int max_nv = HWY_MAX_BYTES >= 64 ? 4 : 2;
+  constexpr int kMr = HWY_MAX_BYTES >= 64 ? 6 : 4;
   const int64_t nvec = width / L;
   for (int64_t n0 = 0; n0 < nvec; n0 += max_nv) {
     const int nv = static_cast<int>(nvec - n0 < max_nv ? nvec - n0 : max_nv);
     const float* bn = b + n0 * L;
     float* cn = c + n0 * L;
     int64_t m0 = 0;
-    for (; m0 + 4 <= M; m0 += 4)
+    for (; m0 + kMr <= M; m0 += kMr)
+      micro_tile_nv<kMr>(nv, a + m0 * sam, sam, sak, bn, ldb, cn + m0 * ldc, ldc, K, accumulate);
+    if (M - m0 >= 4) {
       micro_tile_nv<4>(nv, a + m0 * sam, sam, sak, bn, ldb, cn + m0 * ldc, ldc, K, accumulate);
+      m0 += 4;
+    }
     switch (M - m0) {
       case 1: micro_tile_nv<1>(nv, a + m0 * sam, sam, sak, bn, ldb, cn + m0 * ldc, ldc, K, accumulate); break;
       case 2: micro_tile_nv<2>(nv, a + m0 * sam, sam, sak, bn, ldb, cn + m0 * ldc, ldc, K, accumulate); break;

@@ -45,6 +45,7 @@ struct Job {
   int n_parts;
   float *dk, *dv;
   float* dbias;                 // [B, Hq, Nq, Nk] or null
+  int64_t group_blocks;         // key blocks per work unit, 1 .. kMaxGroup
 };
 
 // Tile sizes (rows of Q per tile, keys per block): 64 × 64 keeps K, Kᵀ, V, Vᵀ, the dK/dV
@@ -52,6 +53,7 @@ struct Job {
 // tile product within L1.
 constexpr int64_t kBr = 64;
 constexpr int64_t kBc = 64;
+constexpr int64_t kMaxGroup = 4;
 
 // P = exp(s − lse) from the forward's f32 lse is off by up to |lse|·2^-24 in the exponent
 // (2^-17 relative at |lse| = 128, no more than the f32 scores' own rounding there); beyond it,
@@ -77,21 +79,33 @@ using tiles_bwd::tile_gemm;
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
+// Per thread: the K/V packs and dK/dV accumulators of up to kMaxGroup key blocks, and the
+// query-tile buffers they share.
 struct Scratch {
   hwy::AlignedFreeUniquePtr<float[]> buf;
-  float *kt, *vt, *kp, *dk_acc, *dv_acc, *qp, *dop, *pt, *pd, *dst, *dqt;
+  float *kt[flash_bwd::kMaxGroup], *vt[flash_bwd::kMaxGroup], *kp[flash_bwd::kMaxGroup];
+  float *dk_acc[flash_bwd::kMaxGroup], *dv_acc[flash_bwd::kMaxGroup];
+  float *qp, *dop, *pt, *pd, *dst, *dqt;
   Scratch(int64_t D, int64_t Dv) {
     const int64_t Dp = pad_width(D), Dvp = pad_width(Dv);
-    const int64_t sizes[] = {D * kBc,  Dv * kBc,  kBc * Dp,  kBc * Dp,  kBc * Dvp, kBr * Dp,
-                             kBr * Dvp, kBr * kBc, kBr * kBc, kBr * kBc, kBr * Dp};
+    const int64_t G = flash_bwd::kMaxGroup;
+    const int64_t block_sizes[] = {D * kBc, Dv * kBc, kBc * Dp, kBc * Dp, kBc * Dvp};
+    const int64_t tile_sizes[] = {kBr * Dp, kBr * Dvp, kBr * kBc, kBr * kBc, kBr * kBc, kBr * Dp};
     int64_t total = 0;
-    for (int64_t s : sizes) total += pad_width(s);
+    for (int64_t s : block_sizes) total += G * pad_width(s);
+    for (int64_t s : tile_sizes) total += pad_width(s);
     buf = hwy::AllocateAligned<float>(static_cast<size_t>(total));
     float* at = buf.get();
-    float** ptrs[] = {&kt, &vt, &kp, &dk_acc, &dv_acc, &qp, &dop, &pt, &pd, &dst, &dqt};
-    for (int i = 0; i < 11; ++i) {
-      *ptrs[i] = at;
-      at += pad_width(sizes[i]);
+    float** block_ptrs[] = {kt, vt, kp, dk_acc, dv_acc};
+    for (int i = 0; i < 5; ++i)
+      for (int64_t t = 0; t < G; ++t) {
+        block_ptrs[i][t] = at;
+        at += pad_width(block_sizes[i]);
+      }
+    float** tile_ptrs[] = {&qp, &dop, &pt, &pd, &dst, &dqt};
+    for (int i = 0; i < 6; ++i) {
+      *tile_ptrs[i] = at;
+      at += pad_width(tile_sizes[i]);
     }
   }
 };
@@ -139,8 +153,8 @@ void row_stats_block(const flash_bwd::Job& job, int64_t bh, int64_t qb, Scratch&
     const int64_t kn = std::min(kBc, p.Nk - j0);
     const RowRange rows = rows_seeing_key_block(p, b, j0, kn);
     if (rows.empty() || rows.hi < i0 || rows.lo >= i0 + qn) continue;
-    pack_kt(job, b, g, j0, kn, s.kt);
-    tile_gemm(qn, kBc, D, s.qp, Dp, 1, s.kt, kBc, s.pt, kBc, false);
+    pack_kt(job, b, g, j0, kn, s.kt[0]);
+    tile_gemm(qn, kBc, D, s.qp, Dp, 1, s.kt[0], kBc, s.pt, kBc, false);
     for (int64_t i = 0; i < qn; ++i) {
       if (!job.own_stats[bh * Nq + i0 + i]) continue;
       float* pr = s.pt + i * kBc;
@@ -162,46 +176,54 @@ void row_stats_block(const flash_bwd::Job& job, int64_t bh, int64_t qb, Scratch&
   }
 }
 
-// One work unit: key block kb of kv head g in batch b, all query heads of g's group.
-void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb, float* dq_part,
-                   Scratch& s) {
+// One work unit: key blocks kb0 .. kb0 + n_blocks − 1 of kv head g in batch b, all query
+// heads of g's group. Each query tile is loaded once for all the unit's key blocks (its Q, dO
+// and dQ rows come from memory when a head's exceed L2), and its dQ summed over them in the
+// tile before one update of dq_part.
+void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb0, int64_t n_blocks,
+                   float* dq_part, Scratch& s) {
   const kernels::AttentionProblem& p = *job.p;
   const hn::ScalableTag<float> d;
   const int64_t L = static_cast<int64_t>(hn::Lanes(d));
   const int64_t D = p.D, Dv = p.Dv, Nq = p.Nq, Nk = p.Nk;
   const int64_t Dp = pad_width(D), Dvp = pad_width(Dv);
-  const int64_t j0 = kb * kBc;
-  const int64_t kn = std::min(kBc, Nk - j0);
   const float scale = static_cast<float>(p.scale);
-
-  float* dk_out = job.dk + ((b * p.Hkv + g) * Nk + j0) * D;
-  float* dv_out = job.dv + ((b * p.Hkv + g) * Nk + j0) * Dv;
-
   const int64_t klen = p.key_lengths ? std::min<int64_t>(p.key_lengths[b], Nk) : Nk;
-  const RowRange rows = rows_seeing_key_block(p, b, j0, kn);
-  const int64_t i_lo = rows.lo, i_hi = rows.hi;
-  if (rows.empty()) {
-    std::memset(dk_out, 0, sizeof(float) * kn * D);
-    std::memset(dv_out, 0, sizeof(float) * kn * Dv);
-    return;
-  }
 
-  // K, V block: Kᵀ [D, kBc] and Vᵀ [Dv, kBc] (B operands of S and dP, zero past kn),
-  // K padded [kBc, Dp] (B operand of dQ).
-  const float* kbase = job.k + b * p.k_stride[0] + g * p.k_stride[1] + j0 * p.k_stride[2];
-  const float* vbase = job.v + b * p.v_stride[0] + g * p.v_stride[1] + j0 * p.v_stride[2];
-  std::memset(s.kt, 0, sizeof(float) * D * kBc);
-  std::memset(s.vt, 0, sizeof(float) * Dv * kBc);
-  std::memset(s.kp, 0, sizeof(float) * kBc * Dp);
-  for (int64_t j = 0; j < kn; ++j) {
-    const float* kr = kbase + j * p.k_stride[2];
-    const float* vr = vbase + j * p.v_stride[2];
-    std::memcpy(s.kp + j * Dp, kr, sizeof(float) * D);
-    for (int64_t c = 0; c < D; ++c) s.kt[c * kBc + j] = kr[c];
-    for (int64_t c = 0; c < Dv; ++c) s.vt[c * kBc + j] = vr[c];
+  // Per key block t: keys [j0[t], j0[t] + kn[t]), the rows that see any of them, and
+  // Kᵀ [D, kBc], Vᵀ [Dv, kBc] (B operands of S and dP, zero past kn), K padded [kBc, Dp]
+  // (B operand of dQ).
+  int64_t j0[flash_bwd::kMaxGroup], kn[flash_bwd::kMaxGroup];
+  RowRange rows[flash_bwd::kMaxGroup];
+  RowRange all{};
+  for (int64_t t = 0; t < n_blocks; ++t) {
+    j0[t] = (kb0 + t) * kBc;
+    kn[t] = std::min(kBc, Nk - j0[t]);
+    rows[t] = rows_seeing_key_block(p, b, j0[t], kn[t]);
+    float* dk_out = job.dk + ((b * p.Hkv + g) * Nk + j0[t]) * D;
+    float* dv_out = job.dv + ((b * p.Hkv + g) * Nk + j0[t]) * Dv;
+    if (rows[t].empty()) {
+      std::memset(dk_out, 0, sizeof(float) * kn[t] * D);
+      std::memset(dv_out, 0, sizeof(float) * kn[t] * Dv);
+      continue;
+    }
+    all = all.empty() ? rows[t] : RowRange{std::min(all.lo, rows[t].lo), std::max(all.hi, rows[t].hi)};
+    const float* kbase = job.k + b * p.k_stride[0] + g * p.k_stride[1] + j0[t] * p.k_stride[2];
+    const float* vbase = job.v + b * p.v_stride[0] + g * p.v_stride[1] + j0[t] * p.v_stride[2];
+    std::memset(s.kt[t], 0, sizeof(float) * D * kBc);
+    std::memset(s.vt[t], 0, sizeof(float) * Dv * kBc);
+    std::memset(s.kp[t], 0, sizeof(float) * kBc * Dp);
+    for (int64_t j = 0; j < kn[t]; ++j) {
+      const float* kr = kbase + j * p.k_stride[2];
+      const float* vr = vbase + j * p.v_stride[2];
+      std::memcpy(s.kp[t] + j * Dp, kr, sizeof(float) * D);
+      for (int64_t c = 0; c < D; ++c) s.kt[t][c * kBc + j] = kr[c];
+      for (int64_t c = 0; c < Dv; ++c) s.vt[t][c * kBc + j] = vr[c];
+    }
+    std::memset(s.dk_acc[t], 0, sizeof(float) * kBc * Dp);
+    std::memset(s.dv_acc[t], 0, sizeof(float) * kBc * Dvp);
   }
-  std::memset(s.dk_acc, 0, sizeof(float) * kBc * Dp);
-  std::memset(s.dv_acc, 0, sizeof(float) * kBc * Dvp);
+  if (all.empty()) return;
   std::memset(s.qp, 0, sizeof(float) * kBr * Dp);
   std::memset(s.dop, 0, sizeof(float) * kBr * Dvp);
 
@@ -211,14 +233,8 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb, 
 
   for (int64_t h = g * G; h < (g + 1) * G; ++h) {
     const int64_t bh = b * p.Hq + h;
-    for (int64_t i0 = i_lo / kBr * kBr; i0 <= i_hi; i0 += kBr) {
+    for (int64_t i0 = all.lo / kBr * kBr; i0 <= all.hi; i0 += kBr) {
       const int64_t qn = std::min(kBr, Nq - i0);
-      // Structurally fully visible tile without bias: no per-element work.
-      bool full = kn == kBc && p.bias == nullptr && j0 + kn <= klen;
-      if (p.causal && j0 + kn - 1 > i0 + p.query_offset) full = false;
-      if (p.has_window && (j0 < i0 + qn - 1 + p.query_offset - p.window_left ||
-                           j0 + kn - 1 > i0 + p.query_offset + p.window_right))
-        full = false;
 
       // Q and dO rows, padded (A operands of S and dP; B operands of dK and dV).
       const float* qbase = job.q + b * p.q_stride[0] + h * p.q_stride[1] + i0 * p.q_stride[2];
@@ -228,100 +244,120 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb, 
         std::memcpy(s.dop + i * Dvp, dobase + i * Dv, sizeof(float) * Dv);
       }
 
-      // S = Q Kᵀ (raw).
-      tile_gemm(qn, kBc, D, s.qp, Dp, 1, s.kt, kBc, s.pt, kBc, false);
+      bool have_dq = false;  // whether s.dqt holds this tile's dS K yet
+      for (int64_t t = 0; t < n_blocks; ++t) {
+        if (rows[t].empty() || rows[t].hi < i0 || rows[t].lo >= i0 + qn) continue;
+        const int64_t jb = j0[t], kb_n = kn[t];
+        // Structurally fully visible tile without bias: no per-element work.
+        bool full = kb_n == kBc && p.bias == nullptr && jb + kb_n <= klen;
+        if (p.causal && jb + kb_n - 1 > i0 + p.query_offset) full = false;
+        if (p.has_window && (jb < i0 + qn - 1 + p.query_offset - p.window_left ||
+                             jb + kb_n - 1 > i0 + p.query_offset + p.window_right))
+          full = false;
 
-      // P = exp(S·scale + bias − lse), 0 where hidden or the row has no visible key; rows
-      // with their own stats: P = exp(S·scale + bias − m) / l.
-      const float* lse_row = job.lse + bh * Nq + i0;
-      for (int64_t i = 0; i < qn; ++i) {
-        float* pr = s.pt + i * kBc;
-        const float lse_i = lse_row[i];
-        if (lse_i == kNegInf || std::isnan(lse_i)) {
-          std::memset(pr, 0, sizeof(float) * kBc);
-          continue;
+        // S = Q Kᵀ (raw).
+        tile_gemm(qn, kBc, D, s.qp, Dp, 1, s.kt[t], kBc, s.pt, kBc, false);
+
+        // P = exp(S·scale + bias − lse), 0 where hidden or the row has no visible key; rows
+        // with their own stats: P = exp(S·scale + bias − m) / l.
+        const float* lse_row = job.lse + bh * Nq + i0;
+        for (int64_t i = 0; i < qn; ++i) {
+          float* pr = s.pt + i * kBc;
+          const float lse_i = lse_row[i];
+          if (lse_i == kNegInf || std::isnan(lse_i)) {
+            std::memset(pr, 0, sizeof(float) * kBc);
+            continue;
+          }
+          if (job.own_stats[bh * Nq + i0 + i]) {
+            score_row(p, b, h, i0 + i, jb, kb_n, scale, pr);
+            const auto vm = hn::Set(d, job.row_m[bh * Nq + i0 + i]);
+            const auto vinv = hn::Set(d, job.row_inv_l[bh * Nq + i0 + i]);
+            for (int64_t j = 0; j < kBc; j += L)
+              hn::StoreU(hn::Mul(hn::Exp(d, hn::Sub(hn::LoadU(d, pr + j), vm)), vinv), d, pr + j);
+            continue;
+          }
+          float row_scale = scale;
+          if (!full) {
+            // Scalar pass: hide invisible keys and columns past kn, add the bias.
+            const int64_t gi = i0 + i;
+            const float* brow = p.bias ? p.bias + b * p.bias_stride[0] + h * p.bias_stride[1] +
+                                             gi * p.bias_stride[2]
+                                       : nullptr;
+            for (int64_t j = 0; j < kBc; ++j) {
+              const int64_t gj = jb + j;
+              if (j >= kb_n || !p.visible(b, gi, gj)) {
+                pr[j] = kNegInf;
+              } else {
+                pr[j] = pr[j] * scale + (brow ? brow[gj * p.bias_stride[3]] : 0.f);
+              }
+            }
+            row_scale = 1.f;
+          }
+          const auto vs = hn::Set(d, row_scale);
+          const auto vl = hn::Set(d, lse_i);
+          for (int64_t j = 0; j < kBc; j += L) {
+            const auto x = hn::MulSub(hn::LoadU(d, pr + j), vs, vl);
+            // Exp gives 0 below −104 and for −inf.
+            hn::StoreU(hn::Exp(d, x), d, pr + j);
+          }
         }
-        if (job.own_stats[bh * Nq + i0 + i]) {
-          score_row(p, b, h, i0 + i, j0, kn, scale, pr);
-          const auto vm = hn::Set(d, job.row_m[bh * Nq + i0 + i]);
-          const auto vinv = hn::Set(d, job.row_inv_l[bh * Nq + i0 + i]);
-          for (int64_t j = 0; j < kBc; j += L)
-            hn::StoreU(hn::Mul(hn::Exp(d, hn::Sub(hn::LoadU(d, pr + j), vm)), vinv), d, pr + j);
-          continue;
-        }
-        float row_scale = scale;
-        if (!full) {
-          // Scalar pass: hide invisible keys and columns past kn, add the bias.
-          const int64_t gi = i0 + i;
-          const float* brow = p.bias ? p.bias + b * p.bias_stride[0] + h * p.bias_stride[1] +
-                                           gi * p.bias_stride[2]
-                                     : nullptr;
-          for (int64_t j = 0; j < kBc; ++j) {
-            const int64_t gj = j0 + j;
-            if (j >= kn || !p.visible(b, gi, gj)) {
-              pr[j] = kNegInf;
-            } else {
-              pr[j] = pr[j] * scale + (brow ? brow[gj * p.bias_stride[3]] : 0.f);
+
+        // dP = dO Vᵀ.
+        tile_gemm(qn, kBc, Dv, s.dop, Dvp, 1, s.vt[t], kBc, s.dst, kBc, false);
+
+        // dS = P ∘ (dP − D_i); with dropout dP is that of the undropped weights:
+        // dP_ij = keep_ij/(1−rate) · dO_i·v_j, and dV uses the dropped weights.
+        const float* delta_row = job.delta + bh * Nq + i0;
+        const float* pv = s.pt;  // weights multiplying V
+        if (!dropout) {
+          for (int64_t i = 0; i < qn; ++i) {
+            const auto vdelta = hn::Set(d, delta_row[i]);
+            float* dsr = s.dst + i * kBc;
+            const float* pr = s.pt + i * kBc;
+            for (int64_t j = 0; j < kBc; j += L)
+              hn::StoreU(hn::Mul(hn::LoadU(d, pr + j), hn::Sub(hn::LoadU(d, dsr + j), vdelta)), d, dsr + j);
+          }
+        } else {
+          for (int64_t i = 0; i < qn; ++i) {
+            float* dsr = s.dst + i * kBc;
+            const float* pr = s.pt + i * kBc;
+            float* pdr = s.pd + i * kBc;
+            for (int64_t j = 0; j < kBc; ++j) {
+              const bool keep = j < kb_n && pr[j] != 0.f &&
+                                dropout_keep(p.seed, p.dropout, b, h, i0 + i, jb + j, p.Hq, Nq, Nk);
+              const float f = keep ? keep_scale : 0.f;
+              pdr[j] = pr[j] * f;
+              dsr[j] = pr[j] * (dsr[j] * f - delta_row[i]);
             }
           }
-          row_scale = 1.f;
+          pv = s.pd;
         }
-        const auto vs = hn::Set(d, row_scale);
-        const auto vl = hn::Set(d, lse_i);
-        for (int64_t j = 0; j < kBc; j += L) {
-          const auto x = hn::MulSub(hn::LoadU(d, pr + j), vs, vl);
-          // Exp gives 0 below −104 and for −inf.
-          hn::StoreU(hn::Exp(d, x), d, pr + j);
-        }
+
+        if (job.dbias)  // d(loss)/d(score after bias) is dS itself
+          for (int64_t i = 0; i < qn; ++i)
+            std::memcpy(job.dbias + ((bh * Nq) + i0 + i) * Nk + jb, s.dst + i * kBc, sizeof(float) * kb_n);
+
+        // dV += Pᵀ dO;  dK += dSᵀ Q (scaled at the end);  dQ_tile (+)= dS K.
+        tile_gemm(kb_n, Dvp, qn, pv, 1, kBc, s.dop, Dvp, s.dv_acc[t], Dvp, true);
+        tile_gemm(kb_n, Dp, qn, s.dst, 1, kBc, s.qp, Dp, s.dk_acc[t], Dp, true);
+        tile_gemm(qn, Dp, kb_n, s.dst, kBc, 1, s.kp[t], Dp, s.dqt, Dp, have_dq);
+        have_dq = true;
       }
-
-      // dP = dO Vᵀ.
-      tile_gemm(qn, kBc, Dv, s.dop, Dvp, 1, s.vt, kBc, s.dst, kBc, false);
-
-      // dS = P ∘ (dP − D_i); with dropout dP is that of the undropped weights:
-      // dP_ij = keep_ij/(1−rate) · dO_i·v_j, and dV uses the dropped weights.
-      const float* delta_row = job.delta + bh * Nq + i0;
-      const float* pv = s.pt;  // weights multiplying V
-      if (!dropout) {
-        for (int64_t i = 0; i < qn; ++i) {
-          const auto vdelta = hn::Set(d, delta_row[i]);
-          float* dsr = s.dst + i * kBc;
-          const float* pr = s.pt + i * kBc;
-          for (int64_t j = 0; j < kBc; j += L)
-            hn::StoreU(hn::Mul(hn::LoadU(d, pr + j), hn::Sub(hn::LoadU(d, dsr + j), vdelta)), d, dsr + j);
-        }
-      } else {
-        for (int64_t i = 0; i < qn; ++i) {
-          float* dsr = s.dst + i * kBc;
-          const float* pr = s.pt + i * kBc;
-          float* pdr = s.pd + i * kBc;
-          for (int64_t j = 0; j < kBc; ++j) {
-            const bool keep = j < kn && pr[j] != 0.f &&
-                              dropout_keep(p.seed, p.dropout, b, h, i0 + i, j0 + j, p.Hq, Nq, Nk);
-            const float f = keep ? keep_scale : 0.f;
-            pdr[j] = pr[j] * f;
-            dsr[j] = pr[j] * (dsr[j] * f - delta_row[i]);
-          }
-        }
-        pv = s.pd;
-      }
-
-      if (job.dbias)  // d(loss)/d(score after bias) is dS itself
-        for (int64_t i = 0; i < qn; ++i)
-          std::memcpy(job.dbias + ((bh * Nq) + i0 + i) * Nk + j0, s.dst + i * kBc, sizeof(float) * kn);
-
-      // dV += Pᵀ dO;  dK += dSᵀ Q (scaled at the end);  dQ += dS K · scale.
-      tile_gemm(kn, Dvp, qn, pv, 1, kBc, s.dop, Dvp, s.dv_acc, Dvp, true);
-      tile_gemm(kn, Dp, qn, s.dst, 1, kBc, s.qp, Dp, s.dk_acc, Dp, true);
-      tile_gemm(qn, Dp, kn, s.dst, kBc, 1, s.kp, Dp, s.dqt, Dp, false);
+      if (!have_dq) continue;
+      // dQ += dQ_tile · scale.
       float* dq_rows = dq_part + (bh * Nq + i0) * D;
       for (int64_t i = 0; i < qn; ++i) tiles_bwd::axpy(D, scale, s.dqt + i * Dp, dq_rows + i * D);
     }
   }
 
-  for (int64_t j = 0; j < kn; ++j) {
-    for (int64_t c = 0; c < D; ++c) dk_out[j * D + c] = s.dk_acc[j * Dp + c] * scale;
-    std::memcpy(dv_out + j * Dv, s.dv_acc + j * Dvp, sizeof(float) * Dv);
+  for (int64_t t = 0; t < n_blocks; ++t) {
+    if (rows[t].empty()) continue;
+    float* dk_out = job.dk + ((b * p.Hkv + g) * Nk + j0[t]) * D;
+    float* dv_out = job.dv + ((b * p.Hkv + g) * Nk + j0[t]) * Dv;
+    for (int64_t j = 0; j < kn[t]; ++j) {
+      for (int64_t c = 0; c < D; ++c) dk_out[j * D + c] = s.dk_acc[t][j * Dp + c] * scale;
+      std::memcpy(dv_out + j * Dv, s.dv_acc[t] + j * Dvp, sizeof(float) * Dv);
+    }
   }
 }
 
@@ -330,7 +366,8 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb, 
 void FlashBackwardImpl(const flash_bwd::Job& job) {
   const kernels::AttentionProblem& p = *job.p;
   const int64_t n_kb = (p.Nk + flash_bwd::kBc - 1) / flash_bwd::kBc;
-  const int64_t n_units = p.B * p.Hkv * n_kb;
+  const int64_t n_groups = (n_kb + job.group_blocks - 1) / job.group_blocks;
+  const int64_t n_units = p.B * p.Hkv * n_groups;
 #pragma omp parallel num_threads(job.n_parts)
   {
     const int tid = omp_get_thread_num();
@@ -345,8 +382,9 @@ void FlashBackwardImpl(const flash_bwd::Job& job) {
     for (int64_t u = 0; u < n_units; ++u) {
       // Consecutive units are neighbouring key blocks; round-robin over them spreads the
       // cheap (causal: late) and expensive blocks evenly over the threads.
-      const int64_t kb = u % n_kb, bg = u / n_kb;
-      flash_bwd_impl::backward_unit(job, bg / p.Hkv, bg % p.Hkv, kb, dq_part, scratch);
+      const int64_t kb0 = u % n_groups * job.group_blocks, bg = u / n_groups;
+      flash_bwd_impl::backward_unit(job, bg / p.Hkv, bg % p.Hkv, kb0,
+                                    std::min(job.group_blocks, n_kb - kb0), dq_part, scratch);
     }
   }
 }
@@ -421,9 +459,18 @@ void flash_attention_backward(const kernels::AttentionProblem& p, const float* q
   job.dv = dv;
   job.dbias = dbias;
   const int64_t n_kb = (p.Nk + flash_bwd::kBc - 1) / flash_bwd::kBc;
-  const int64_t n_units = p.B * p.Hkv * n_kb;
-  int n_parts = std::min<int64_t>({static_cast<int64_t>(omp_get_max_threads()), n_units, 64});
-  if (omp_in_parallel()) n_parts = 1;
+  const int64_t threads = omp_in_parallel() ? 1 : std::min(omp_get_max_threads(), 64);
+  // Key blocks per unit: as many as leave ≥ 8 units per thread (for balance under causal and
+  // window masks), up to kMaxGroup; each query tile is then read once per group instead of
+  // once per block (−7 % time at N = 2048, D = 64 and 128; docs/PERFORMANCE.md).
+  job.group_blocks = 1;
+  for (int64_t gb = flash_bwd::kMaxGroup; gb > 1; gb /= 2)
+    if (p.B * p.Hkv * ((n_kb + gb - 1) / gb) >= 8 * threads) {
+      job.group_blocks = gb;
+      break;
+    }
+  const int64_t n_units = p.B * p.Hkv * ((n_kb + job.group_blocks - 1) / job.group_blocks);
+  int n_parts = static_cast<int>(std::min(threads, n_units));
   job.n_parts = std::max(n_parts, 1);
   std::vector<float> parts(static_cast<size_t>((job.n_parts - 1) * rows * D), 0.f);
   job.dq_parts[0] = dq;
