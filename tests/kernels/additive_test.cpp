@@ -46,9 +46,7 @@ struct Weights {
   cpu::AdditiveWeights cpu_weights() const { return {wq.data(), wk.data(), va.data(), A}; }
 };
 
-void check_case(const Case& c, int64_t A, int threads = 1) {
-  SCOPED_TRACE(::testing::Message() << c.name() << " A" << A << " threads " << threads);
-  Problem pr(c);
+void check_problem(const Case& c, Problem& pr, int64_t A, int threads) {
   const Weights w(A, pr.p.D, pr.p.Dk, c.seed + 7);
   const ref::ScoreParams s = w.ref_params();
   const float nan = std::nanf("");
@@ -100,6 +98,12 @@ void check_case(const Case& c, int64_t A, int threads = 1) {
   test::expect_close(dbias, dbias_ref, kTol, "dbias");
 }
 
+void check_case(const Case& c, int64_t A, int threads = 1) {
+  SCOPED_TRACE(::testing::Message() << c.name() << " A" << A << " threads " << threads);
+  Problem pr(c);
+  check_problem(c, pr, A, threads);
+}
+
 Case additive_case(int64_t nq, int64_t nk, int64_t d) {
   Case c;
   c.Nq = nq, c.Nk = nk, c.D = d, c.scale = 1.0;
@@ -146,6 +150,30 @@ TEST(AdditiveAttention, DropoutAndStrides) {
   Case c = additive_case(66, 70, 16);
   c.B = 2, c.Hq = 2, c.Hkv = 2, c.dropout = 0.25, c.strided = true;
   check_case(c, 8, 2);
+}
+
+// Rows whose |lse| ≥ 128 get P from the backward's own row max and sum (a pre-pass), the
+// others from lse. Every 5th query row has S added to the bias on keys j % 3 == 0, and those
+// keys share one k row, so their scores tie exactly in f32 and in the double reference (with
+// distinct k the reference would resolve S + O(1) where f32 cannot). Both kinds of rows share
+// query blocks; 3 query blocks, causal, 2 threads. With exp(s − lse) the backward was off by
+// ~1e-3 at S = 1e4 and gave each tied key P = 1 at 1e10.
+TEST(AdditiveAttention, HugeLogitRowsBesideOrdinaryOnes) {
+  for (double S : {1e4, 1e10, 1e30}) {
+    Case c = additive_case(150, 140, 16);
+    c.Hq = 2, c.Hkv = 1, c.bias = Case::Bias::full, c.causal = true, c.query_offset = 10;
+    SCOPED_TRACE(::testing::Message() << "S " << S);
+    Problem pr(c);
+    for (int64_t j = 3; j < c.Nk; j += 3)
+      for (int64_t d = 0; d < c.D; ++d) pr.k[j * c.D + d] = pr.k[d];
+    for (int64_t h = 0; h < c.Hq; ++h)
+      for (int64_t i = 0; i < c.Nq; i += 5)
+        for (int64_t j = 0; j < c.Nk; j += 3) {
+          float& e = pr.bias[(h * c.Nq + i) * c.Nk + j];
+          e = (std::isinf(e) ? 0.f : e) + static_cast<float>(S);  // no longer hidden by the bias
+        }
+    check_problem(c, pr, 8, 2);
+  }
 }
 
 TEST(AdditiveAttention, EverySimdTarget) {

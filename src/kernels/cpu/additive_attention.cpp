@@ -51,7 +51,18 @@ struct Job {
   float* dkp;  // [B, Hkv, Nk, A]
   float* dv;
   float* dbias;  // [B, Hq, Nq, Nk] or null
+  // Rows whose |lse| is too large to rebuild P from (kOwnStatsLse): own_stats[r] = 1, and the
+  // backward's own row max m and 1/l (a pre-pass over the keys) in row_m, row_inv_l.
+  const uint8_t* own_stats;    // [B, Hq, Nq]
+  float *row_m, *row_inv_l;    // [B, Hq, Nq]
+  const int64_t* stat_blocks;  // (b·Hq + h)·n_qb + query block, for blocks holding such rows
+  int64_t n_stat_blocks;
 };
+
+// P = exp(s − lse) from the forward's f32 lse is off by up to |lse|·2^-24 in the exponent;
+// beyond |lse| = 128 such rows take m and l from the backward's own scores instead, as the
+// flash backward does (flash_attention_bwd.cpp, kOwnStatsLse).
+constexpr float kOwnStatsLse = 128.f;
 
 }  // namespace attn::cpu::additive
 #endif
@@ -69,8 +80,10 @@ using tiles_bwd::tile_gemm;
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// s[i, j] = Σ_a va_a tanh(qp[i, a] + kpt[a, j]) for i < qn, j < kBc (the raw score).
-void additive_scores(int64_t qn, int64_t A, const float* HWY_RESTRICT qp, const float* HWY_RESTRICT kpt,
+// s[i, j] = Σ_a va_a tanh(qp[i, a] + kpt[a, j]) for i < qn, j < kBc (the raw score). Not
+// inlined (nor finish_scores): the backward's row-stats pre-pass and main pass must round
+// these scores identically.
+HWY_NOINLINE void additive_scores(int64_t qn, int64_t A, const float* HWY_RESTRICT qp, const float* HWY_RESTRICT kpt,
                      int64_t ldk, const float* HWY_RESTRICT va, float* HWY_RESTRICT s) {
   const hn::ScalableTag<float> d;
   const int64_t L = static_cast<int64_t>(hn::Lanes(d));
@@ -110,7 +123,7 @@ bool tile_is_full(const kernels::AttentionProblem& p, int64_t b, int64_t i0, int
 }
 
 // Raw scores → final scores: · scale + bias, −inf where hidden or past kn.
-void finish_scores(const kernels::AttentionProblem& p, int64_t b, int64_t h, int64_t i0, int64_t qn,
+HWY_NOINLINE void finish_scores(const kernels::AttentionProblem& p, int64_t b, int64_t h, int64_t i0, int64_t qn,
                    int64_t j0, int64_t kn, bool full, float* s) {
   const float scale = static_cast<float>(p.scale);
   if (full) {
@@ -241,6 +254,45 @@ struct BwdScratch {
   }
 };
 
+// The row-stats pre-pass for query block qb of (b, h) = bh: for its own_stats rows,
+// m = max_j s_ij and 1/l with l = Σ_j exp(s_ij − m) (in double), from the same tiles,
+// additive_scores and finish_scores as backward_unit, so its s_ij are the very same floats.
+void row_stats_block(const additive::Job& job, int64_t bh, int64_t qb, BwdScratch& sc) {
+  const kernels::AttentionProblem& p = *job.p;
+  const int64_t Nq = p.Nq, Nk = p.Nk, A = job.A;
+  const int64_t b = bh / p.Hq, h = bh % p.Hq, g = p.kv_head(h);
+  const int64_t i0 = qb * kBr, qn = std::min(kBr, Nq - i0);
+  const float* qp = job.qp + (bh * Nq + i0) * A;
+  constexpr double kNoKey = -std::numeric_limits<double>::infinity();
+  double m[kBr], l[kBr];
+  for (int64_t i = 0; i < qn; ++i) m[i] = kNoKey, l[i] = 0;
+  for (int64_t j0 = 0; j0 < Nk; j0 += kBc) {
+    const int64_t kn = std::min(kBc, Nk - j0);
+    const RowRange rows = rows_seeing_key_block(p, b, j0, kn);
+    if (rows.empty() || rows.hi < i0 || rows.lo >= i0 + qn) continue;
+    const float* kpt = job.kpt + (b * p.Hkv + g) * A * job.nkp + j0;
+    additive_scores(qn, A, qp, kpt, job.nkp, job.va, sc.pt);
+    finish_scores(p, b, h, i0, qn, j0, kn, tile_is_full(p, b, i0, qn, j0, kn), sc.pt);
+    for (int64_t i = 0; i < qn; ++i) {
+      if (!job.own_stats[bh * Nq + i0 + i]) continue;
+      const float* sr = sc.pt + i * kBc;
+      double mx = m[i];
+      for (int64_t j = 0; j < kn; ++j) mx = std::max(mx, double(sr[j]));
+      if (mx == kNoKey) continue;
+      double sum = m[i] == kNoKey ? 0.0 : l[i] * std::exp(m[i] - mx);
+      for (int64_t j = 0; j < kn; ++j) sum += std::exp(double(sr[j]) - mx);
+      m[i] = mx, l[i] = sum;
+    }
+  }
+  for (int64_t i = 0; i < qn; ++i) {
+    const int64_t r = bh * Nq + i0 + i;
+    if (!job.own_stats[r]) continue;
+    const bool seen = m[i] > kNoKey;  // else P = 0
+    job.row_m[r] = seen ? static_cast<float>(m[i]) : 0.f;  // m is one of the f32 scores: exact
+    job.row_inv_l[r] = seen ? static_cast<float>(1.0 / l[i]) : 0.f;
+  }
+}
+
 // Key block kb of kv head g in batch b, all query heads of the group.
 void backward_unit(const additive::Job& job, int64_t b, int64_t g, int64_t kb, float* dqp_part,
                    BwdScratch& sc) {
@@ -281,7 +333,7 @@ void backward_unit(const additive::Job& job, int64_t b, int64_t g, int64_t kb, f
       const float* dobase = job.dout + (bh * Nq + i0) * Dv;
       for (int64_t i = 0; i < qn; ++i) std::memcpy(sc.dop + i * Dvp, dobase + i * Dv, sizeof(float) * Dv);
 
-      // P = exp(s − lse), recomputed.
+      // P = exp(s − lse), recomputed; rows with their own stats: P = exp(s − m) / l.
       additive_scores(qn, A, qp, kpt, job.nkp, job.va, sc.pt);
       finish_scores(p, b, h, i0, qn, j0, kn, tile_is_full(p, b, i0, qn, j0, kn), sc.pt);
       const float* lse_row = job.lse_in + bh * Nq + i0;
@@ -289,6 +341,14 @@ void backward_unit(const additive::Job& job, int64_t b, int64_t g, int64_t kb, f
         float* pr = sc.pt + i * kBc;
         if (!(lse_row[i] > kNegInf)) {
           std::memset(pr, 0, sizeof(float) * kBc);
+          continue;
+        }
+        const int64_t r = bh * Nq + i0 + i;
+        if (job.own_stats[r]) {
+          const auto vm = hn::Set(d, job.row_m[r]);
+          const auto vinv = hn::Set(d, job.row_inv_l[r]);
+          for (int64_t j = 0; j < kBc; j += L)
+            hn::StoreU(hn::Mul(hn::Exp(d, hn::Sub(hn::LoadU(d, pr + j), vm)), vinv), d, pr + j);
           continue;
         }
         const auto vl = hn::Set(d, lse_row[i]);
@@ -383,6 +443,10 @@ void AdditiveBackwardImpl(const additive::Job& job) {
   {
     const int tid = omp_get_thread_num();
     additive_impl::BwdScratch scratch(p.Dv, job.A);
+    const int64_t n_qb = (p.Nq + additive::kBr - 1) / additive::kBr;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t u = 0; u < job.n_stat_blocks; ++u)
+      additive_impl::row_stats_block(job, job.stat_blocks[u] / n_qb, job.stat_blocks[u] % n_qb, scratch);
     // Static round-robin: the same units reach the same thread's dQp buffer in the same order.
 #pragma omp for schedule(static, 1)
     for (int64_t u = 0; u < n_units; ++u) {
@@ -486,6 +550,22 @@ void additive_attention_backward(const kernels::AttentionProblem& p, const Addit
   std::vector<float> dva_parts(static_cast<size_t>(n_parts * A), 0.f);
   std::vector<float> dkp(static_cast<size_t>(p.B * p.Hkv * p.Nk * A), 0.f);
 
+  // Rows too large for exp(s − lse) (kOwnStatsLse) and the query blocks holding them.
+  std::vector<uint8_t> own_stats(static_cast<size_t>(rows), 0);
+  std::vector<float> row_m, row_inv_l;
+  std::vector<int64_t> stat_blocks;
+  const int64_t n_qb = (p.Nq + additive::kBr - 1) / additive::kBr;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (!(std::isfinite(lse[r]) && std::fabs(lse[r]) >= additive::kOwnStatsLse)) continue;
+    own_stats[r] = 1;
+    const int64_t blk = r / p.Nq * n_qb + r % p.Nq / additive::kBr;
+    if (stat_blocks.empty() || stat_blocks.back() != blk) stat_blocks.push_back(blk);
+  }
+  if (!stat_blocks.empty()) {
+    row_m.assign(static_cast<size_t>(rows), 0.f);
+    row_inv_l.assign(static_cast<size_t>(rows), 1.f);
+  }
+
   additive::Job job{};
   job.p = &p;
   job.va = w.va;
@@ -495,6 +575,11 @@ void additive_attention_backward(const kernels::AttentionProblem& p, const Addit
   job.nkp = nkp;
   job.v = v;
   job.lse_in = lse;
+  job.own_stats = own_stats.data();
+  job.row_m = row_m.data();
+  job.row_inv_l = row_inv_l.data();
+  job.stat_blocks = stat_blocks.data();
+  job.n_stat_blocks = static_cast<int64_t>(stat_blocks.size());
   job.dout = dout;
   job.delta = delta.data();
   job.n_parts = n_parts;

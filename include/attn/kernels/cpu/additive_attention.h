@@ -35,6 +35,9 @@ void additive_attention_forward(const kernels::AttentionProblem& p, const Additi
 // dS = P ∘ (dP − rowsum(dO ∘ O)) and t_ija = tanh(Qp_ia + Kp_ja):
 //   dva_a = scale Σ_ij dS_ij t_ija,   dX_ija = scale dS_ij va_a (1 − t_ija²),
 //   dQp_ia = Σ_j dX_ija,   dKp_ja = Σ_i dX_ija,   dq = dQp W_q,  dW_q = Σ dQpᵀ q  (same for k).
+// Rows with |lse| ≥ 128 (a nearly saturated softmax) take their max m and sum l from a
+// pre-pass over this kernel's own scores and use P = exp(s − m) / l, as the flash backward
+// (flash_attention_backward.h): an f32 lse loses log l there.
 // dQp is accumulated per thread and summed in thread order: deterministic for a thread count.
 void additive_attention_backward(const kernels::AttentionProblem& p, const AdditiveWeights& w,
                                  const float* q, const float* k, const float* v, const float* out,
