@@ -48,12 +48,14 @@ struct Job {
   int64_t group_blocks;         // key blocks per work unit, 1 .. kMaxGroup
 };
 
-// Tile sizes (rows of Q per tile, keys per block): 64 × 64 keeps K, Kᵀ, V, Vᵀ, the dK/dV
-// accumulators and the S/dP tiles of D = 128 within L2 (≈ 200 KiB), the B operand of every
-// tile product within L1.
+// Tile sizes (rows of Q per tile, keys per block): 64 × 64 keeps K, Kᵀ, V, Vᵀ and the dK/dV
+// accumulators of a key block (160 KiB at D = 128), the S/dP tiles and the B operand of every
+// tile product within L1/L2. A work unit holds up to kMaxGroup key blocks, as many as fit in
+// kGroupBytes (4 at D = 128, 2 at D = 256) of the 2 MiB L2.
 constexpr int64_t kBr = 64;
 constexpr int64_t kBc = 64;
 constexpr int64_t kMaxGroup = 4;
+constexpr int64_t kGroupBytes = 768 * 1024;
 
 // P = exp(s − lse) from the forward's f32 lse is off by up to |lse|·2^-24 in the exponent
 // (2^-17 relative at |lse| = 128, no more than the f32 scores' own rounding there); beyond it,
@@ -461,11 +463,15 @@ void flash_attention_backward(const kernels::AttentionProblem& p, const float* q
   const int64_t n_kb = (p.Nk + flash_bwd::kBc - 1) / flash_bwd::kBc;
   const int64_t threads = omp_in_parallel() ? 1 : std::min(omp_get_max_threads(), 64);
   // Key blocks per unit: as many as leave ≥ 8 units per thread (for balance under causal and
-  // window masks), up to kMaxGroup; each query tile is then read once per group instead of
-  // once per block (−7 % time at N = 2048, D = 64 and 128; docs/PERFORMANCE.md).
+  // window masks) and fit their packs in kGroupBytes, up to kMaxGroup; each query tile is then
+  // read once per group instead of once per block (−7 to −11 % time at N = 2048, D = 64 and
+  // 128; docs/PERFORMANCE.md).
+  auto pad16 = [](int64_t n) { return (n + 15) / 16 * 16; };  // tiles_bwd::pad_width
+  // Kᵀ, Vᵀ, K padded, dK and dV accumulators (Scratch).
+  const int64_t block_bytes = int64_t{4} * flash_bwd::kBc * (D + Dv + 2 * pad16(D) + pad16(Dv));
   job.group_blocks = 1;
   for (int64_t gb = flash_bwd::kMaxGroup; gb > 1; gb /= 2)
-    if (p.B * p.Hkv * ((n_kb + gb - 1) / gb) >= 8 * threads) {
+    if (gb * block_bytes <= flash_bwd::kGroupBytes && p.B * p.Hkv * ((n_kb + gb - 1) / gb) >= 8 * threads) {
       job.group_blocks = gb;
       break;
     }
