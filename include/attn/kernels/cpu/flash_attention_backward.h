@@ -25,7 +25,8 @@ bool flash_attention_backward_supports(const kernels::AttentionProblem& p);
 //   dbias: null, or [B, Hq, Nq, Nk] contiguous, overwritten with d(loss)/d(score after bias)
 //   (= dS; zero where hidden) — materialised only because the caller asked for it.
 //
-// Per key block (parallel over batch × kv head × key block) with D_i = rowsum(dO_i ∘ O_i):
+// Per key block (parallel over batch × kv head × groups of up to 4 key blocks, which share
+// each query tile) with D_i = rowsum(dO_i ∘ O_i):
 //   S = Q Kᵀ·scale + bias, P = exp(S − lse), dV += Pᵀ dO, dP = dO Vᵀ, dS = P ∘ (dP − D_i),
 //   dK += dSᵀ Q·scale, dQ += dS K·scale.
 // Rows with |lse| ≥ 128 (a nearly saturated softmax, logits up to ±1e30) cannot rebuild P from
