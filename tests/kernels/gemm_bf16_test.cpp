@@ -125,7 +125,9 @@ TEST_F(Bf16GemmPaths, OddSizesAllTransposesMatchRoundedReference) {
           for (int64_t K : sizes) {
             if (M * N * K > 40000 && !(M == 257 && N == 100 && K == 257)) continue;
             const float beta = (M + N + K) % 3 == 0 ? 0.f : (M + N + K) % 3 == 1 ? 1.f : -0.75f;
-            check_case({t & 1 ? true : false, t & 2 ? true : false, M, N, K, 1.25f, beta, (M + K) % 2 ? 5 : 0},
+            // alpha = 1 with beta 0 or 1 takes the in-place path for full 32 x 32 blocks.
+            const float alpha = (M + 2 * N + K) % 2 == 0 ? 1.f : 1.25f;
+            check_case({t & 1 ? true : false, t & 2 ? true : false, M, N, K, alpha, beta, (M + K) % 2 ? 5 : 0},
                        seed++);
             if (HasFailure()) return;
           }
@@ -139,6 +141,8 @@ TEST_F(Bf16GemmPaths, LongKAcrossChunks) {
     SCOPED_TRACE(bf16_gemm_path_name());
     check_case({false, false, 33, 40, 2100, 0.5f, 0.5f, 3}, 11);
     check_case({true, true, 20, 17, 1500, -1.f, 0.f, 0}, 12);
+    check_case({false, true, 64, 96, 1100, 1.f, 1.f, 2}, 13);  // in place: C += chunk by chunk
+    check_case({true, false, 70, 64, 1300, 1.f, 0.f, 0}, 14);
   }
 }
 

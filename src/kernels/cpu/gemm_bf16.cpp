@@ -161,19 +161,28 @@ ATTN_BF16_TARGET void store_block(const float* acc, int64_t rows, int64_t cols, 
   }
 }
 
-// One block of up to 32 x 32: acc[32][32] = A rows (tiles a0, a1) times B columns (tiles b0,
-// b1) over nkt 32-k steps; tiles of one operand are consecutive (kTile apart). two_rows /
-// two_cols say whether a1 / b1 exist.
+// One block of up to 32 x 32: out = A rows (tiles a0, a1) times B columns (tiles b0, b1) over
+// nkt 32-k steps, plus out's old values when `accumulate`; out has row stride ldo. Tiles of
+// one operand are consecutive (kTile apart). two_rows / two_cols say whether a1 / b1 exist.
 using BlockKernel = void (*)(const uint32_t* a0, const uint32_t* a1, const uint32_t* b0,
-                             const uint32_t* b1, int64_t nkt, bool two_rows, bool two_cols, float* acc);
+                             const uint32_t* b1, int64_t nkt, bool two_rows, bool two_cols, float* out,
+                             int64_t ldo, bool accumulate);
 
 template <bool R2, bool C2>
 ATTN_AMX_TARGET void amx_block_t(const uint32_t* a0, const uint32_t* a1, const uint32_t* b0,
-                                 const uint32_t* b1, int64_t nkt, float* acc) {
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
+                                 const uint32_t* b1, int64_t nkt, float* out, int64_t ldo, bool accumulate) {
+  const int64_t so = ldo * 4;
+  if (accumulate) {
+    _tile_loadd(0, out, so);
+    if (C2) _tile_loadd(1, out + 16, so);
+    if (R2) _tile_loadd(2, out + 16 * ldo, so);
+    if (R2 && C2) _tile_loadd(3, out + 16 * ldo + 16, so);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
   for (int64_t t = 0; t < nkt; ++t) {
     _tile_loadd(4, a0 + t * kTile, 64);
     _tile_loadd(6, b0 + t * kTile, 64);
@@ -184,27 +193,28 @@ ATTN_AMX_TARGET void amx_block_t(const uint32_t* a0, const uint32_t* a1, const u
     if (R2) _tile_dpbf16ps(2, 5, 6);
     if (R2 && C2) _tile_dpbf16ps(3, 5, 7);
   }
-  _tile_stored(0, acc, 128);
-  if (C2) _tile_stored(1, acc + 16, 128);
-  if (R2) _tile_stored(2, acc + 16 * 32, 128);
-  if (R2 && C2) _tile_stored(3, acc + 16 * 32 + 16, 128);
+  _tile_stored(0, out, so);
+  if (C2) _tile_stored(1, out + 16, so);
+  if (R2) _tile_stored(2, out + 16 * ldo, so);
+  if (R2 && C2) _tile_stored(3, out + 16 * ldo + 16, so);
 }
 
 void amx_block(const uint32_t* a0, const uint32_t* a1, const uint32_t* b0, const uint32_t* b1,
-               int64_t nkt, bool two_rows, bool two_cols, float* acc) {
-  if (two_rows && two_cols) amx_block_t<true, true>(a0, a1, b0, b1, nkt, acc);
-  else if (two_rows) amx_block_t<true, false>(a0, a1, b0, b1, nkt, acc);
-  else if (two_cols) amx_block_t<false, true>(a0, a1, b0, b1, nkt, acc);
-  else amx_block_t<false, false>(a0, a1, b0, b1, nkt, acc);
+               int64_t nkt, bool two_rows, bool two_cols, float* out, int64_t ldo, bool accumulate) {
+  if (two_rows && two_cols) amx_block_t<true, true>(a0, a1, b0, b1, nkt, out, ldo, accumulate);
+  else if (two_rows) amx_block_t<true, false>(a0, a1, b0, b1, nkt, out, ldo, accumulate);
+  else if (two_cols) amx_block_t<false, true>(a0, a1, b0, b1, nkt, out, ldo, accumulate);
+  else amx_block_t<false, false>(a0, a1, b0, b1, nkt, out, ldo, accumulate);
 }
 
-// 8 rows of one A tile (from row r0) times one or two B tiles, into acc (row stride 32).
+// 8 rows of one A tile (from row r0) times one or two B tiles, into out (row stride ldo).
 template <int C>
 ATTN_BF16_TARGET inline void dp_rows8(const uint32_t* a, int r0, const uint32_t* b0, const uint32_t* b1,
-                                      int64_t nkt, float* acc) {
+                                      int64_t nkt, float* out, int64_t ldo, bool accumulate) {
   __m512 s[8][C];
   for (int r = 0; r < 8; ++r)
-    for (int c = 0; c < C; ++c) s[r][c] = _mm512_setzero_ps();
+    for (int c = 0; c < C; ++c)
+      s[r][c] = accumulate ? _mm512_loadu_ps(out + (r0 + r) * ldo + 16 * c) : _mm512_setzero_ps();
   for (int64_t t = 0; t < nkt; ++t) {
     const uint32_t* at = a + t * kTile + r0 * 16;
     for (int p = 0; p < 16; ++p) {
@@ -218,18 +228,18 @@ ATTN_BF16_TARGET inline void dp_rows8(const uint32_t* a, int r0, const uint32_t*
     }
   }
   for (int r = 0; r < 8; ++r)
-    for (int c = 0; c < C; ++c) _mm512_storeu_ps(acc + (r0 + r) * 32 + 16 * c, s[r][c]);
+    for (int c = 0; c < C; ++c) _mm512_storeu_ps(out + (r0 + r) * ldo + 16 * c, s[r][c]);
 }
 
 ATTN_BF16_TARGET void dp_block(const uint32_t* a0, const uint32_t* a1, const uint32_t* b0,
                                const uint32_t* b1, int64_t nkt, bool two_rows, bool two_cols,
-                               float* acc) {
+                               float* out, int64_t ldo, bool accumulate) {
   for (int rt = 0; rt < (two_rows ? 2 : 1); ++rt) {
     const uint32_t* a = rt == 0 ? a0 : a1;
-    float* acc_rt = acc + rt * 16 * 32;
+    float* out_rt = out + rt * 16 * ldo;
     for (int r0 = 0; r0 < 16; r0 += 8) {
-      if (two_cols) dp_rows8<2>(a, r0, b0, b1, nkt, acc_rt);
-      else dp_rows8<1>(a, r0, b0, b1, nkt, acc_rt);
+      if (two_cols) dp_rows8<2>(a, r0, b0, b1, nkt, out_rt, ldo, accumulate);
+      else dp_rows8<1>(a, r0, b0, b1, nkt, out_rt, ldo, accumulate);
     }
   }
 }
@@ -272,6 +282,8 @@ void run(const Kernel& kern, bool trans_a, bool trans_b, int64_t M, int64_t N, i
     const int64_t kc = std::min(kKc, K - k0);
     const int64_t nkt = (kc + 31) / 32;
     const float beta_k = k0 == 0 ? beta : 1.f;
+    // alpha = 1 and beta in {0, 1} (what autograd asks for): full blocks sum straight in C.
+    const bool direct = alpha == 1.f && (beta_k == 0.f || beta_k == 1.f);
 #pragma omp parallel if (parallel)
     {
       if (kern.amx) amx_detail::tile_config_16x64();
@@ -297,8 +309,13 @@ void run(const Kernel& kern, bool trans_a, bool trans_b, int64_t M, int64_t N, i
         for (int64_t nb = nb_begin; nb < nb_end; ++nb) {
           const int64_t j0 = 32 * nb, cols = std::min<int64_t>(32, N - j0);
           const uint32_t* b0 = bp + (2 * nb) * nkt * kTile;
-          kern.block(ap, ap + nkt * kTile, b0, b0 + nkt * kTile, nkt, rows > 16, cols > 16, acc);
-          store_block(acc, rows, cols, alpha, beta_k, C + i0 * ldc + j0, ldc);
+          if (direct && rows == 32 && cols == 32) {  // C += or = the product, in place
+            kern.block(ap, ap + nkt * kTile, b0, b0 + nkt * kTile, nkt, true, true, C + i0 * ldc + j0, ldc,
+                       beta_k == 1.f);
+          } else {
+            kern.block(ap, ap + nkt * kTile, b0, b0 + nkt * kTile, nkt, rows > 16, cols > 16, acc, 32, false);
+            store_block(acc, rows, cols, alpha, beta_k, C + i0 * ldc + j0, ldc);
+          }
         }
       }
       if (kern.amx) amx_detail::tile_release();
