@@ -134,7 +134,7 @@ TEST_F(Bf16GemmPaths, OddSizesAllTransposesMatchRoundedReference) {
   }
 }
 
-// K beyond one chunk (512): later chunks add into C.
+// K beyond one chunk (256): later chunks add into C.
 TEST_F(Bf16GemmPaths, LongKAcrossChunks) {
   for (Bf16GemmPath path : paths_) {
     bf16_gemm_force_path(path);

@@ -36,7 +36,7 @@ std::atomic<Bf16GemmPath> g_path{Bf16GemmPath::best};
 #if ATTN_BF16_TILES
 
 constexpr int64_t kTile = 256;   // uint32 per packed tile (16 x 16 pairs = 1 KiB)
-constexpr int64_t kKc = 512;    // K per chunk (a multiple of 32)
+constexpr int64_t kKc = 256;    // K per chunk (a multiple of 32)
 
 ATTN_BF16_TARGET inline __mmask16 mask16(int64_t n) {
   return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1);
