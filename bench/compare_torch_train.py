@@ -9,7 +9,9 @@ is the same formula as attn's (no padding): src[b, i] = 1 + (7 b + 13 i + 3) mod
 tgt[b, i] = 1 + (5 b + 11 i + 1) mod (V - 1); decoder input = BOS (1) + tgt[:, :-1].
 
 Prints one JSON object: threads, steps, ms_per_step, tokens_per_step (source + target
-tokens), tokens_per_s, torch version. OMP_WAIT_POLICY=PASSIVE is set before torch starts
+tokens), tokens_per_s, torch version. With --bf16 it also times the same step (a fresh model,
+same seed) under torch.autocast("cpu", dtype=torch.bfloat16) — the like-for-like twin of
+`attn bench train --matmul bf16` — and adds bf16_ms_per_step, bf16_tokens_per_s, bf16_loss. OMP_WAIT_POLICY=PASSIVE is set before torch starts
 (an explicit value in the environment wins): Debian's torch runs GEMM on pthread-OpenBLAS
 beside an OpenMP pool whose spinning threads otherwise halve its speed on 2 cores.
 
@@ -96,37 +98,47 @@ def main():
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--post-norm", action="store_true")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--bf16", action="store_true", help="also time the step under torch.autocast(bf16)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
-    model = Seq2SeqTransformer(a.vocab, a.vocab, a.d_model, a.heads, a.encoder_layers, a.decoder_layers, a.ffn,
-                               a.dropout, not a.post_norm)
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
-    crit = nn.CrossEntropyLoss(ignore_index=PAD, label_smoothing=0.1)
+    tokens = a.batch * (a.src_len + a.tgt_len)
     src, tgt_in, tgt_out = make_batch(a.batch, a.src_len, a.tgt_len, a.vocab)
 
-    def step():
-        logits = model(src, tgt_in)
-        loss = crit(logits.reshape(-1, logits.size(-1)), tgt_out.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
+    def time_steps(bf16):
+        """Mean seconds per step after warm-up, and the last loss."""
+        torch.manual_seed(a.seed)
+        model = Seq2SeqTransformer(a.vocab, a.vocab, a.d_model, a.heads, a.encoder_layers, a.decoder_layers,
+                                   a.ffn, a.dropout, not a.post_norm)
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
+        crit = nn.CrossEntropyLoss(ignore_index=PAD, label_smoothing=0.1)
 
-    for _ in range(a.warmup):
-        step()
-    t0 = time.perf_counter()
-    loss = 0.0
-    for _ in range(a.steps):
-        loss = step()
-    dt = (time.perf_counter() - t0) / a.steps
-    tokens = a.batch * (a.src_len + a.tgt_len)
-    print(json.dumps(dict(torch=torch.__version__, threads=torch.get_num_threads(), steps=a.steps,
-                          ms_per_step=dt * 1e3, tokens_per_step=tokens, tokens_per_s=tokens / dt,
-                          loss=loss, omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))))
+        def step():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(src, tgt_in)
+                loss = crit(logits.reshape(-1, logits.size(-1)).float(), tgt_out.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return loss.item()
 
+        for _ in range(a.warmup):
+            step()
+        t0 = time.perf_counter()
+        loss = 0.0
+        for _ in range(a.steps):
+            loss = step()
+        return (time.perf_counter() - t0) / a.steps, loss
+
+    dt, loss = time_steps(False)
+    out = dict(torch=torch.__version__, threads=torch.get_num_threads(), steps=a.steps, ms_per_step=dt * 1e3,
+               tokens_per_step=tokens, tokens_per_s=tokens / dt, loss=loss,
+               omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
+    if a.bf16:
+        dt16, loss16 = time_steps(True)
+        out.update(bf16_ms_per_step=dt16 * 1e3, bf16_tokens_per_s=tokens / dt16, bf16_loss=loss16)
+    print(json.dumps(out))
 
 if __name__ == "__main__":
     main()

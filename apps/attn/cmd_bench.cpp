@@ -17,6 +17,7 @@ namespace attn::cli {
 
 Runner setup_bench_train(CLI::App& bench);  // cmd_bench_train.cpp: `attn bench train`
 Runner setup_bench_decode(CLI::App& bench);  // cmd_bench_decode.cpp: `attn bench decode`
+Runner setup_bench_gemm(CLI::App& bench);  // cmd_bench_gemm.cpp: `attn bench gemm`
 
 namespace {
 
@@ -141,14 +142,16 @@ Runner setup_bench(CLI::App& app) {
   att->add_flag("--quick", args->quick, "A short default set");
   Runner train = setup_bench_train(app);
   Runner decode = setup_bench_decode(app);
-  return [args, att, train, decode]() -> int {
+  Runner gemm = setup_bench_gemm(app);
+  return [args, att, train, decode, gemm]() -> int {
     if (att->parsed()) return run_bench_attention(*args);
     if (const int status = train(); status != 0) return status;
+    if (const int status = gemm(); status != 0) return status;
     return decode();  // each runner does nothing unless its subcommand was chosen
   };
 }
 
-ATTN_SUBCOMMAND("bench", "Benchmarks (attn bench attention|train|decode --help)", setup_bench);
+ATTN_SUBCOMMAND("bench", "Benchmarks (attn bench attention|train|decode|gemm --help)", setup_bench);
 
 }  // namespace
 }  // namespace attn::cli

@@ -19,6 +19,8 @@
 #include "attn/core/error.h"
 #include "attn/core/threading.h"
 #include "attn/core/timer.h"
+#include "attn/kernels/cpu/gemm.h"
+#include "attn/kernels/cpu/gemm_bf16.h"
 #include "attn/models/transformer_seq2seq.h"
 #include "attn/optim/adam.h"
 #include "cli.h"
@@ -44,6 +46,7 @@ struct TrainBenchArgs {
   bool post_norm = false;
   bool json = false;
   bool no_torch = false;
+  std::string matmul = "f32";  // f32 | bf16: precision of the model's matrix products
   std::string python = "/usr/bin/python3";
   std::string torch_script;  // default: found beside the executable or in ./bench
 };
@@ -83,6 +86,7 @@ StepTiming time_attn(const TrainBenchArgs& a) {
   o.dropout = a.dropout;
   o.norm_first = !a.post_norm;
   o.max_len = std::max(a.src_len, a.tgt_len);
+  cpu::MatmulPrecisionScope precision(cpu::parse_matmul_precision(a.matmul.c_str(), "bench train: --matmul"));
   Rng rng(1);
   models::TransformerSeq2Seq model(o, rng);
   model.train();
@@ -158,6 +162,7 @@ std::optional<nlohmann::json> run_torch(const TrainBenchArgs& a, int threads, st
   arg("--ffn", a.ffn);
   arg("--dropout", a.dropout);
   if (a.post_norm) cmd += " --post-norm";
+  if (a.matmul == "bf16") cmd += " --bf16";  // also time torch.autocast(bf16)
   cmd += " 2>&1";
   note("bench train: " + cmd);
   FILE* p = popen(cmd.c_str(), "r");
@@ -223,6 +228,7 @@ int run_bench_train(const TrainBenchArgs& a) {
              " >= 0");
   ATTN_CHECK(a.batch >= 1 && a.src_len >= 1 && a.tgt_len >= 1 && a.vocab >= 3, "bench train: --batch ", a.batch,
              ", --src-len ", a.src_len, ", --tgt-len ", a.tgt_len, " must be >= 1 and --vocab ", a.vocab, " >= 3");
+  const bool bf16 = cpu::parse_matmul_precision(a.matmul.c_str(), "bench train: --matmul") == cpu::MatmulPrecision::bf16;
   if (a.threads > 0) set_num_threads(a.threads);
   const int threads = num_threads();
   const int64_t tokens = static_cast<int64_t>(a.batch) * (a.src_len + a.tgt_len);
@@ -233,6 +239,9 @@ int run_bench_train(const TrainBenchArgs& a) {
         "%d threads\n",
         std::getenv("OMP_WAIT_POLICY"), a.encoder_layers, a.decoder_layers, a.d_model, a.heads, a.ffn, a.vocab, a.post_norm ? "post-norm" : "pre-norm",
         a.dropout, a.batch, a.src_len, a.tgt_len, static_cast<long long>(tokens), a.warmup, a.steps, threads);
+    if (bf16)
+      std::printf("matmul bf16 (%s; f32 accumulation); torch also timed under torch.autocast(\"cpu\", dtype=torch.bfloat16)\n",
+                  cpu::bf16_gemm_path_name());
     std::fflush(stdout);
   }
   const StepTiming at = time_attn(a);
@@ -248,6 +257,8 @@ int run_bench_train(const TrainBenchArgs& a) {
   j["omp_wait_policy"] = std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : "";
   j["tokens_per_step"] = tokens;
   j["tokens_counted"] = "source+target";
+  j["matmul"] = a.matmul;
+  if (bf16) j["matmul_path"] = cpu::bf16_gemm_path_name();
   j["steps"] = a.steps;
   j["warmup"] = a.warmup;
   j["params"] = at.params;
@@ -260,6 +271,12 @@ int run_bench_train(const TrainBenchArgs& a) {
     j["torch_tokens_per_s"] = (*tj)["tokens_per_s"];
     j["torch_loss"] = (*tj)["loss"];
     j["ratio"] = at.tokens_per_s / (*tj)["tokens_per_s"].get<double>();
+    if (tj->contains("bf16_tokens_per_s")) {
+      j["torch_bf16_ms_per_step"] = (*tj)["bf16_ms_per_step"];
+      j["torch_bf16_tokens_per_s"] = (*tj)["bf16_tokens_per_s"];
+      j["torch_bf16_loss"] = (*tj)["bf16_loss"];
+      j["ratio_bf16"] = at.tokens_per_s / (*tj)["bf16_tokens_per_s"].get<double>();
+    }
   } else {
     j["torch_note"] = why;
   }
@@ -274,7 +291,14 @@ int run_bench_train(const TrainBenchArgs& a) {
     std::printf("%-8s %12.0f %10.1f %8.4f   (torch %s, OMP_WAIT_POLICY=PASSIVE)\n", "torch",
                 (*tj)["tokens_per_s"].get<double>(), (*tj)["ms_per_step"].get<double>(), (*tj)["loss"].get<double>(),
                 (*tj)["torch"].get<std::string>().c_str());
+    if (j.contains("torch_bf16_tokens_per_s"))
+      std::printf("%-8s %12.0f %10.1f %8.4f   (torch.autocast bf16)\n", "torch-bf16",
+                  j["torch_bf16_tokens_per_s"].get<double>(), j["torch_bf16_ms_per_step"].get<double>(),
+                  j["torch_bf16_loss"].get<double>());
     std::printf("attn / torch = %.2fx tokens/s at %d threads\n", j["ratio"].get<double>(), threads);
+    if (j.contains("ratio_bf16"))
+      std::printf("attn / torch-bf16 = %.2fx tokens/s at %d threads (both with bf16 matrix products)\n",
+                  j["ratio_bf16"].get<double>(), threads);
   } else {
     std::printf("torch: not run (%s); attn's figure only\n", why.c_str());
   }
@@ -308,6 +332,10 @@ Runner setup_bench_train(CLI::App& bench) {
   tr->add_flag("--post-norm", a.post_norm, "Post-norm layers (torch's default) instead of pre-norm");
   tr->add_flag("--json", a.json, "One JSON object");
   tr->add_flag("--no-torch", a.no_torch, "Do not run the PyTorch twin");
+  tr->add_option("--matmul", a.matmul,
+                 "Precision of the matrix products: f32, or bf16 (bf16 inputs, f32 accumulation; torch is then "
+                 "also timed under torch.autocast bf16)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
   tr->add_option("--python", a.python, "Python interpreter with torch");
   tr->add_option("--torch-script", a.torch_script, "Path of bench/compare_torch_train.py");
   return [args, tr]() -> int {

@@ -13,16 +13,11 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/bf16_isa.h"
 #include "kernels/cpu/flash_attention_internal.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if ATTN_BF16_TILES
 #include <immintrin.h>
-#define ATTN_BF16_TILES 1
-#include <sys/syscall.h>
-#include <unistd.h>
-#define ATTN_BF16_TARGET __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw")))
-#define ATTN_AMX_TARGET \
-  __attribute__((target("avx512f,avx512bf16,avx512vl,avx512bw,amx-tile,amx-bf16")))
 #endif
 
 namespace attn::cpu::flash_detail {
@@ -198,25 +193,9 @@ ATTN_BF16_TARGET void dp_pv(const float* pt, int br, int nrows, int nk, const bf
 
 // ---------------------------------------------------------------- AMX
 
-// One configuration for all 8 tiles: 16 rows x 64 bytes (16 f32 or 32 bf16 per row).
-struct alignas(64) AmxConfig {
-  uint8_t palette = 1, start_row = 0, reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
+void amx_begin() { amx_detail::tile_config_16x64(); }
 
-ATTN_AMX_TARGET void amx_begin() {
-  AmxConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
-  // GCC 12 does not see that ldtilecfg reads cfg and drops the stores above without this.
-  __asm__ volatile("" : : "r"(&cfg) : "memory");
-  _tile_loadconfig(&cfg);
-}
-
-ATTN_AMX_TARGET void amx_end() { _tile_release(); }
+void amx_end() { amx_detail::tile_release(); }
 
 // Sᵀ tile rows: 16 keys (A = K rows, 32 d per step) x 16 query rows (B = Qt2 pairs).
 ATTN_AMX_TARGET void amx_qk(const uint16_t* qt2, int br, int nqv, const bf16* k, int64_t ldk,
@@ -327,20 +306,6 @@ ATTN_AMX_TARGET void amx_pv(const float* pt, int br, int nrows, int nk, const bf
   }
 }
 
-// The OS must grant the AMX tile state to the process (Linux >= 5.16).
-bool amx_usable() {
-  static const bool ok = [] {
-    if (!__builtin_cpu_supports("avx512bf16")) return false;
-    unsigned eax, ebx, ecx, edx;
-    __asm__("cpuid" : "=a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx) : "a"(7), "c"(0));
-    const bool amx_bf16 = (edx >> 22) & 1, amx_tile = (edx >> 24) & 1;
-    if (!amx_bf16 || !amx_tile) return false;
-    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
-  }();
-  return ok;
-}
-
 void no_op() {}
 
 }  // namespace
@@ -348,7 +313,7 @@ void no_op() {}
 const Bf16Tiles* bf16_tiles(bool allow_amx) {
   static const Bf16Tiles amx{"AMX-BF16", amx_begin, amx_end, amx_qk, amx_pv};
   static const Bf16Tiles dp{"AVX512-BF16", no_op, no_op, dp_qk, dp_pv};
-  if (allow_amx && amx_usable()) return &amx;
+  if (allow_amx && amx_detail::amx_usable()) return &amx;
   if (__builtin_cpu_supports("avx512bf16")) return &dp;
   return nullptr;
 }
