@@ -72,8 +72,8 @@ TEST_P(Conv1dCase, GradcheckInputWeightBias) {
   expect_gradcheck([&] { return conv1d(x, w, b, c.pad, c.dil); }, leaves);
 }
 
-// Padding edges (pad > 0 at both ends, pad 0 = "valid", pad > K/2), K = 1 (a single tap;
-// path and with padding), K = 5, dilation 2, no bias, length-1 input.
+// Padding edges (pad > 0 at both ends, pad 0 = "valid", pad > K/2), K = 1 (a single tap,
+// also padded: Lout != L), K = 5, dilation 2, no bias, length-1 input.
 INSTANTIATE_TEST_SUITE_P(Shapes, Conv1dCase,
                          ::testing::Values(ConvCase{2, 5, 3, 4, 3, 1, 1, true}, ConvCase{2, 6, 3, 2, 5, 2, 1, true},
                                            ConvCase{2, 6, 2, 3, 5, 0, 1, true}, ConvCase{2, 4, 3, 2, 1, 0, 1, true},
