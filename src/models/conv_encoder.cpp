@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "attn/autograd/glu.h"
 #include "attn/autograd/ops.h"
 
 namespace attn::models {
@@ -23,7 +24,7 @@ ConvEncoding ConvEncoder::forward(const Var& emb, const Tensor& lengths,
                                   const std::function<Var(const Var&)>& dropout) const {
   ATTN_CHECK(emb.dim() == 3 && emb.size(2) == embed_dim, "ConvEncoder: emb must be [B, S, ", embed_dim, "], got ",
              shape_str(emb.shape()));
-  const int64_t B = emb.size(0), S = emb.size(1), C = channels;
+  const int64_t B = emb.size(0), S = emb.size(1);
   ATTN_CHECK(lengths.defined() && lengths.dtype() == DType::i32 && lengths.dim() == 1 && lengths.size(0) == B,
              "ConvEncoder: lengths must be i32 [", B, "], got ",
              lengths.defined() ? shape_str(lengths.shape()) : std::string("undefined"));
@@ -36,17 +37,17 @@ ConvEncoding ConvEncoder::forward(const Var& emb, const Tensor& lengths,
     for (int64_t j = 0; j < n; ++j) m.data<double>()[b * S + j] = 1.0;
     inv_len.data<double>()[b] = 1.0 / n;
   }
-  const Var mask(m.to(emb.dtype()), false);
+  const Tensor mask = m.to(emb.dtype());
   const double residual_scale = std::sqrt(0.5);  // ConvS2S §3.4
-  Var x = in_proj->forward(positions->forward(emb));  // [B, S, C]
+  // x stays zero at padding: masking every block's output (inside the fused GLU) gives the real
+  // positions exactly the values of masking every block's input as the header writes it.
+  Var x = ag::mul(in_proj->forward(positions->forward(emb)), Var(mask, false));  // [B, S, C]
   for (const auto& conv : convs) {
-    Var h = conv->forward(dropout(ag::mul(x, mask)));  // [B, S, 2C]
-    std::vector<Var> ab = ag::split(h, 2, {C, C});
-    h = ag::mul(ab[0], ag::sigmoid(ab[1]));  // GLU (Dauphin et al. 2017)
-    x = ag::mul(ag::add(h, x), residual_scale);
+    Var h = conv->forward(dropout(x));                 // [B, S, 2C]
+    x = ag::glu(h, x, residual_scale, mask);           // m ⊙ √0.5 (a ⊙ σ(b) + x)
   }
   ConvEncoding out;
-  out.output = ag::mul(x, mask);
+  out.output = x;
   out.summary = ag::mul(ag::sum(out.output, {1}), Var(inv_len.to(emb.dtype()), false));  // [B, C]
   return out;
 }

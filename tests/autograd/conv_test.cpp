@@ -72,8 +72,8 @@ TEST_P(Conv1dCase, GradcheckInputWeightBias) {
   expect_gradcheck([&] { return conv1d(x, w, b, c.pad, c.dil); }, leaves);
 }
 
-// Padding edges (pad > 0 at both ends, pad 0 = "valid", pad > K/2), K = 1 (the no-unfold
-// path and with padding), K = 5, dilation 2, no bias, length-1 input.
+// Padding edges (pad > 0 at both ends, pad 0 = "valid", pad > K/2), K = 1 (a single tap,
+// also padded: Lout != L), K = 5, dilation 2, no bias, length-1 input.
 INSTANTIATE_TEST_SUITE_P(Shapes, Conv1dCase,
                          ::testing::Values(ConvCase{2, 5, 3, 4, 3, 1, 1, true}, ConvCase{2, 6, 3, 2, 5, 2, 1, true},
                                            ConvCase{2, 6, 2, 3, 5, 0, 1, true}, ConvCase{2, 4, 3, 2, 1, 0, 1, true},
@@ -81,12 +81,20 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Conv1dCase,
                                            ConvCase{2, 3, 2, 2, 3, 3, 1, false}, ConvCase{3, 1, 3, 2, 5, 2, 1, true}),
                          case_name);
 
-// Above the size where the unfold and fold loops split over threads (f32 as in training):
-// values and all three gradients against direct loops over the definitions,
+// f32 through the BLAS at training-like sizes: values and all three gradients against direct
+// loops over the definitions,
 //   dx[b, j, c] = Σ_{t, k: t + k dil - pad = j} Σ_o w[o, c, k] dy[b, t, o]
 //   dw[o, c, k] = Σ_{b, t} dy[b, t, o] x[b, t + k dil - pad, c],   db[o] = Σ_{b, t} dy[b, t, o]
-TEST(Conv1d, LargeInputMatchesDirectLoopsValuesAndGradients) {
-  const int64_t B = 4, L = 40, Cin = 48, Cout = 8, K = 5, pad = 3, dil = 2;  // unfolded: 144 x 240
+// Both tap layouts: Lout != L (one GEMM per sequence and tap) and "same" padding (one GEMM per
+// tap over the whole batch, whose rows crossing a sequence boundary must add nothing), the
+// latter with short sequences (most rows near a boundary), K = 5 and dilation 2.
+struct LargeCase {
+  int64_t B, L, Cin, Cout, K, pad, dil;
+};
+class Conv1dLarge : public ::testing::TestWithParam<LargeCase> {};
+
+TEST_P(Conv1dLarge, MatchesDirectLoopsValuesAndGradients) {
+  const auto [B, L, Cin, Cout, K, pad, dil] = GetParam();
   const int64_t Lout = L + 2 * pad - dil * (K - 1);
   Rng rng(25, 0);
   Tensor x = random_tensor({B, L, Cin}, rng), w = random_tensor({Cout, Cin, K}, rng), b = random_tensor({Cout}, rng);
@@ -116,6 +124,12 @@ TEST(Conv1d, LargeInputMatchesDirectLoopsValuesAndGradients) {
   expect_close(wv.grad(), dw, 1e-4, 1e-5, "dw");
   expect_close(bv.grad(), db, 1e-4, 1e-5, "db");
 }
+
+INSTANTIATE_TEST_SUITE_P(Layouts, Conv1dLarge,
+                         ::testing::Values(LargeCase{4, 40, 48, 8, 5, 3, 2},    // Lout = 38: per sequence
+                                           LargeCase{6, 7, 40, 24, 5, 2, 1},    // same length, batch-wide taps
+                                           LargeCase{5, 9, 16, 32, 3, 2, 2},    // same length, dilated
+                                           LargeCase{3, 2, 8, 8, 5, 2, 1}));  // taps reaching past L
 
 // Gradients accumulate into existing grads (the input used twice).
 TEST(Conv1d, GradientsAccumulateWhenInputIsReused) {

@@ -1,5 +1,5 @@
 // 1-D convolution (cross-correlation, as torch.nn.functional.conv1d) on channels-last
-// activations, through im2col + one GEMM.
+// activations, as one GEMM per kernel tap.
 #pragma once
 
 #include <cstdint>
@@ -14,8 +14,10 @@ namespace attn::ag {
 // Lout = L + 2 padding - dilation (K - 1) and
 //   y[b, t, o] = bias[o] + Σ_{c, k} weight[o, c, k] x[b, t + k dilation - padding, c]
 // (x is zero outside [0, L)). padding = dilation (K - 1) / 2 with odd K keeps the length.
-// Forward: one GEMM of the unfolded input [B·Lout, K·Cin] with the weight; backward: one GEMM
-// each for the input (then folded back) and the weight.
+// Forward, and each of the backward's products (dx, dweight), is K shifted GEMMs accumulating
+// into the result, one per tap k: y[b, t, :] += x[b, t + k dilation - padding, :] · W_kᵀ over
+// the rows where the tap lands inside x; with Lout == L each tap is one GEMM over the whole
+// batch. No unfolded copy of the input is made (its memory would be K times x's).
 Var conv1d(const Var& x, const Var& weight, const Var& bias = Var(), int64_t padding = 0, int64_t dilation = 1);
 
 }  // namespace attn::ag
