@@ -116,6 +116,10 @@ Var layer_norm(const Var& x, const Var& weight, const Var& bias, double eps) {
         }
       }
       }
+      if constexpr (std::is_same_v<T, float>) {
+        if (dw || db) cpu::layer_norm_backward_wb(px, g, stats->data(), dw, db, rows, E);  // SIMD, same sums
+        return;
+      }
       if (dw || db)
         for (int64_t r = 0; r < rows; ++r) {
           const double mu = (*stats)[2 * r], rstd = (*stats)[2 * r + 1];

@@ -2,8 +2,11 @@
 #include "attn/autograd/matmul.h"
 
 #include <algorithm>
+#include <cstring>
+#include <type_traits>
 
 #include "attn/autograd/shape_ops.h"
+#include "attn/kernels/cpu/elementwise.h"
 #include "autograd/op_util.h"
 
 namespace attn::ag {
@@ -105,7 +108,7 @@ Var linear(const Var& x, const Var& w, const Var& bias) {
       Tensor bv = bias.value().contiguous();
       const T* pb = bv.data<T>();
       for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < out_f; ++j) o[r * out_f + j] = pb[j];
+        std::memcpy(static_cast<void*>(o + r * out_f), pb, sizeof(T) * static_cast<size_t>(out_f));
       beta = 1;
     }
     gemm(false, true, rows, out_f, in, T(1), xv.data<T>(), in, wv.data<T>(), in, beta, o, out_f);
@@ -126,10 +129,14 @@ Var linear(const Var& x, const Var& w, const Var& bias) {
       }
       if (Node* t = grad_target(self, 2)) {
         T* d = grad_buffer(*t, &acc).data<T>();
-        if (!acc)
-          for (int64_t j = 0; j < out_f; ++j) d[j] = 0;
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t j = 0; j < out_f; ++j) d[j] += g[r * out_f + j];
+        if constexpr (std::is_same_v<T, float>) {
+          cpu::sum_rows(g, d, rows, out_f, acc);  // SIMD, rows in order: the same sums
+        } else {
+          if (!acc)
+            for (int64_t j = 0; j < out_f; ++j) d[j] = 0;
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t j = 0; j < out_f; ++j) d[j] += g[r * out_f + j];
+        }
       }
     });
   });

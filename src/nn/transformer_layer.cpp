@@ -27,22 +27,26 @@ TransformerEncoderLayer::TransformerEncoderLayer(const TransformerLayerOptions& 
   dropout2 = register_module("dropout2", std::make_shared<Dropout>(o.dropout, rng));
 }
 
+// The blocks without their last dropout: it is fused with the residual add
+// (Dropout::forward_add), and ReLU with the inner dropout (Dropout::forward_relu).
 Var TransformerEncoderLayer::sa_block(const Var& x, const AttentionMasks& m) {
-  return dropout1->forward(self_attn->forward(x, x, x, m).out);
+  return self_attn->forward(x, x, x, m).out;
 }
 
 Var TransformerEncoderLayer::ff_block(const Var& x) {
-  return dropout2->forward(linear2->forward(dropout->forward(activate(opts.activation, linear1->forward(x)))));
+  const Var h = linear1->forward(x);
+  return linear2->forward(opts.activation == Activation::relu ? dropout->forward_relu(h)
+                                                              : dropout->forward(activate(opts.activation, h)));
 }
 
 Var TransformerEncoderLayer::forward(const Var& src, const AttentionMasks& m) {
   Var x = src;
   if (opts.norm_first) {
-    x = x + sa_block(norm1->forward(x), m);
-    return x + ff_block(norm2->forward(x));
+    x = dropout1->forward_add(x, sa_block(norm1->forward(x), m));
+    return dropout2->forward_add(x, ff_block(norm2->forward(x)));
   }
-  x = norm1->forward(x + sa_block(x, m));
-  return norm2->forward(x + ff_block(x));
+  x = norm1->forward(dropout1->forward_add(x, sa_block(x, m)));
+  return norm2->forward(dropout2->forward_add(x, ff_block(x)));
 }
 
 TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerOptions& o, Rng& rng) : opts(o) {
@@ -60,21 +64,23 @@ TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerOptions& 
   dropout3 = register_module("dropout3", std::make_shared<Dropout>(o.dropout, rng));
 }
 
-Var TransformerDecoderLayer::ff_block(const Var& x) {
-  return dropout3->forward(linear2->forward(dropout->forward(activate(opts.activation, linear1->forward(x)))));
+Var TransformerDecoderLayer::ff_block(const Var& x) {  // without dropout3 (fused with the residual add)
+  const Var h = linear1->forward(x);
+  return linear2->forward(opts.activation == Activation::relu ? dropout->forward_relu(h)
+                                                              : dropout->forward(activate(opts.activation, h)));
 }
 
 template <typename SelfAttn, typename CrossAttn>
 Var TransformerDecoderLayer::residual_blocks(const Var& tgt, const SelfAttn& sa, const CrossAttn& ca) {
   Var x = tgt;
   if (opts.norm_first) {
-    x = x + dropout1->forward(sa(norm1->forward(x)));
-    x = x + dropout2->forward(ca(norm2->forward(x)));
-    return x + ff_block(norm3->forward(x));
+    x = dropout1->forward_add(x, sa(norm1->forward(x)));
+    x = dropout2->forward_add(x, ca(norm2->forward(x)));
+    return dropout3->forward_add(x, ff_block(norm3->forward(x)));
   }
-  x = norm1->forward(x + dropout1->forward(sa(x)));
-  x = norm2->forward(x + dropout2->forward(ca(x)));
-  return norm3->forward(x + ff_block(x));
+  x = norm1->forward(dropout1->forward_add(x, sa(x)));
+  x = norm2->forward(dropout2->forward_add(x, ca(x)));
+  return norm3->forward(dropout3->forward_add(x, ff_block(x)));
 }
 
 Var TransformerDecoderLayer::forward(const Var& tgt, const Var& memory, const AttentionMasks& tm,
