@@ -117,7 +117,12 @@ Var layer_norm(const Var& x, const Var& weight, const Var& bias, double eps) {
       }
       }
       if constexpr (std::is_same_v<T, float>) {
-        if (dw || db) cpu::layer_norm_backward_wb(px, g, stats->data(), dw, db, rows, E);  // SIMD, same sums
+        // SIMD, rows in order per column (columns split over threads): the same sums.
+        if (dw || db)
+          detail::for_col_blocks(rows, E, [&](int64_t c0, int64_t c1) {
+            cpu::layer_norm_backward_wb(px + c0, g + c0, E, stats->data(), dw ? dw + c0 : nullptr,
+                                        db ? db + c0 : nullptr, rows, c1 - c0);
+          });
         return;
       }
       if (dw || db)

@@ -107,8 +107,10 @@ Var linear(const Var& x, const Var& w, const Var& bias) {
     if (bias.defined()) {
       Tensor bv = bias.value().contiguous();
       const T* pb = bv.data<T>();
-      for (int64_t r = 0; r < rows; ++r)
-        std::memcpy(static_cast<void*>(o + r * out_f), pb, sizeof(T) * static_cast<size_t>(out_f));
+      detail::for_row_blocks(rows, out_f, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r)
+          std::memcpy(static_cast<void*>(o + r * out_f), pb, sizeof(T) * static_cast<size_t>(out_f));
+      });
       beta = 1;
     }
     gemm(false, true, rows, out_f, in, T(1), xv.data<T>(), in, wv.data<T>(), in, beta, o, out_f);
@@ -130,7 +132,10 @@ Var linear(const Var& x, const Var& w, const Var& bias) {
       if (Node* t = grad_target(self, 2)) {
         T* d = grad_buffer(*t, &acc).data<T>();
         if constexpr (std::is_same_v<T, float>) {
-          cpu::sum_rows(g, d, rows, out_f, acc);  // SIMD, rows in order: the same sums
+          // SIMD, rows in order per column (columns split over threads): the same sums.
+          detail::for_col_blocks(rows, out_f, [&](int64_t c0, int64_t c1) {
+            cpu::sum_rows(g + c0, out_f, d + c0, rows, c1 - c0, acc);
+          });
         } else {
           if (!acc)
             for (int64_t j = 0; j < out_f; ++j) d[j] = 0;

@@ -37,6 +37,17 @@ void for_row_blocks(int64_t rows, int64_t width, F&& f) {
   for (int64_t b = 0; b < blocks; ++b) f(b * per, std::min(rows, (b + 1) * per));
 }
 
+// Calls f(col_begin, col_end) over [0, cols) in chunks (multiples of 16 columns) split over
+// OpenMP threads when rows * cols >= kParallelMin: for column reductions whose per-column
+// order must not depend on the thread count.
+template <typename F>
+void for_col_blocks(int64_t rows, int64_t cols, F&& f) {
+  const int64_t chunk = std::max<int64_t>(64, ((cols + 3) / 4 + 15) / 16 * 16);
+  const int64_t blocks = (cols + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin && blocks > 1)
+  for (int64_t b = 0; b < blocks; ++b) f(b * chunk, std::min(cols, (b + 1) * chunk));
+}
+
 // Calls f(float{}) or f(double{}) by the dtype; other dtypes are an error naming op.
 template <typename F>
 decltype(auto) dispatch(DType t, const char* op, F&& f) {

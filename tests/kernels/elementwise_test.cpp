@@ -238,10 +238,16 @@ TEST(ElementwiseKernels, SumRowsAndLayerNormParamGradsMatchScalarOnEveryTarget) 
         src.erase(src.begin(), src.begin() + 4);  // no special values
         // sum_rows: the scalar loop, rows added in order.
         std::vector<float> got(static_cast<size_t>(E), 0.25f), want(static_cast<size_t>(E), acc ? 0.25f : 0.f);
-        sum_rows(src.data(), got.data(), rows, E, acc);
+        sum_rows(src.data(), E, got.data(), rows, E, acc);
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t j = 0; j < E; ++j) want[j] += src[r * E + j];
         for (int64_t j = 0; j < E; ++j) ASSERT_TRUE(same_bits(got[j], want[j])) << "E " << E << " j " << j;
+        // A column range of a wider matrix (row stride E), as a thread's share.
+        if (E > 3) {
+          std::vector<float> part(static_cast<size_t>(E - 3), 0.25f);
+          sum_rows(src.data() + 3, E, part.data(), rows, E - 3, acc);
+          for (int64_t j = 3; j < E; ++j) ASSERT_TRUE(same_bits(part[j - 3], want[j])) << "E " << E << " j " << j;
+        }
         // layer_norm_backward_wb: the scalar loops of autograd/layer_norm.cpp.
         auto x = test_values(rows * E + 4, 31 + E);
         x.erase(x.begin(), x.begin() + 4);
@@ -252,7 +258,7 @@ TEST(ElementwiseKernels, SumRowsAndLayerNormParamGradsMatchScalarOnEveryTarget) 
         }
         std::vector<float> dw(static_cast<size_t>(E), 0.5f), db(static_cast<size_t>(E), -0.5f);
         std::vector<float> dw_want = dw, db_want = db;
-        layer_norm_backward_wb(x.data(), src.data(), stats.data(), dw.data(), db.data(), rows, E);
+        layer_norm_backward_wb(x.data(), src.data(), E, stats.data(), dw.data(), db.data(), rows, E);
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t j = 0; j < E; ++j) {
             dw_want[j] += static_cast<float>(src[r * E + j] * ((x[r * E + j] - stats[2 * r]) * stats[2 * r + 1]));
@@ -262,8 +268,17 @@ TEST(ElementwiseKernels, SumRowsAndLayerNormParamGradsMatchScalarOnEveryTarget) 
           ASSERT_TRUE(same_bits(dw[j], dw_want[j])) << "E " << E << " j " << j << ": " << dw[j] << " vs " << dw_want[j];
           ASSERT_TRUE(same_bits(db[j], db_want[j])) << "E " << E << " j " << j;
         }
+        if (E > 3) {
+          std::vector<float> dw_part(static_cast<size_t>(E - 3), 0.5f), db_part(static_cast<size_t>(E - 3), -0.5f);
+          layer_norm_backward_wb(x.data() + 3, src.data() + 3, E, stats.data(), dw_part.data(), db_part.data(), rows,
+                                 E - 3);
+          for (int64_t j = 3; j < E; ++j) {
+            ASSERT_TRUE(same_bits(dw_part[j - 3], dw_want[j])) << "E " << E << " j " << j;
+            ASSERT_TRUE(same_bits(db_part[j - 3], db_want[j])) << "E " << E << " j " << j;
+          }
+        }
         std::vector<float> only_db(static_cast<size_t>(E), -0.5f);
-        layer_norm_backward_wb(x.data(), src.data(), stats.data(), nullptr, only_db.data(), rows, E);
+        layer_norm_backward_wb(x.data(), src.data(), E, stats.data(), nullptr, only_db.data(), rows, E);
         for (int64_t j = 0; j < E; ++j) ASSERT_TRUE(same_bits(only_db[j], db_want[j])) << j;
       }
   });

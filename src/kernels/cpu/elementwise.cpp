@@ -144,13 +144,13 @@ void ReluDropoutBackwardImpl(const float* HWY_RESTRICT y, const float* HWY_RESTR
   }
 }
 
-// dst[j] (+)= sum over rows r (in order) of src[r, j].
-void SumRowsImpl(const float* HWY_RESTRICT src, float* HWY_RESTRICT dst, int64_t rows, int64_t cols,
+// dst[j] (+)= sum over rows r (in order) of src[r, j] (row stride ld).
+void SumRowsImpl(const float* HWY_RESTRICT src, int64_t ld, float* HWY_RESTRICT dst, int64_t rows, int64_t cols,
                  bool accumulate) {
   if (!accumulate)
     for (int64_t j = 0; j < cols; ++j) dst[j] = 0.f;
   for (int64_t r = 0; r < rows; ++r) {
-    const float* s = src + r * cols;
+    const float* s = src + r * ld;
     int64_t j = 0;
 #if HWY_TARGET != HWY_SCALAR
     const hn::ScalableTag<float> df;
@@ -163,7 +163,7 @@ void SumRowsImpl(const float* HWY_RESTRICT src, float* HWY_RESTRICT dst, int64_t
 
 // Layer norm parameter gradients, rows in order: dw[j] += float(dy xhat) (xhat in double),
 // db[j] += dy (dw or db may be null).
-void LayerNormBackwardWbImpl(const float* HWY_RESTRICT x, const float* HWY_RESTRICT dy,
+void LayerNormBackwardWbImpl(const float* HWY_RESTRICT x, const float* HWY_RESTRICT dy, int64_t ld,
                              const double* HWY_RESTRICT stats, float* HWY_RESTRICT dw, float* HWY_RESTRICT db,
                              int64_t rows, int64_t E) {
 #if HWY_TARGET != HWY_SCALAR
@@ -173,8 +173,8 @@ void LayerNormBackwardWbImpl(const float* HWY_RESTRICT x, const float* HWY_RESTR
 #endif
   for (int64_t r = 0; r < rows; ++r) {
     const double mu = stats[2 * r], rstd = stats[2 * r + 1];
-    const float* xr = x + r * E;
-    const float* gr = dy + r * E;
+    const float* xr = x + r * ld;
+    const float* gr = dy + r * ld;
     int64_t j = 0;
     if (dw) {
 #if HWY_TARGET != HWY_SCALAR
@@ -441,13 +441,13 @@ void relu_dropout_backward(const float* y, const float* dy, float* dx, int64_t n
   HWY_DYNAMIC_DISPATCH(ReluDropoutBackwardImpl)(y, dy, dx, n, scale, accumulate);
 }
 
-void sum_rows(const float* src, float* dst, int64_t rows, int64_t cols, bool accumulate) {
-  HWY_DYNAMIC_DISPATCH(SumRowsImpl)(src, dst, rows, cols, accumulate);
+void sum_rows(const float* src, int64_t ld, float* dst, int64_t rows, int64_t cols, bool accumulate) {
+  HWY_DYNAMIC_DISPATCH(SumRowsImpl)(src, ld, dst, rows, cols, accumulate);
 }
 
-void layer_norm_backward_wb(const float* x, const float* dy, const double* stats, float* dw, float* db,
+void layer_norm_backward_wb(const float* x, const float* dy, int64_t ld, const double* stats, float* dw, float* db,
                             int64_t rows, int64_t E) {
-  HWY_DYNAMIC_DISPATCH(LayerNormBackwardWbImpl)(x, dy, stats, dw, db, rows, E);
+  HWY_DYNAMIC_DISPATCH(LayerNormBackwardWbImpl)(x, dy, ld, stats, dw, db, rows, E);
 }
 
 void dropout_forward(const float* x, float* y, uint8_t* keep, int64_t n, uint64_t seed, uint64_t offset,

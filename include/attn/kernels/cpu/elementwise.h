@@ -33,8 +33,9 @@ void relu_dropout_forward(const float* x, float* y, int64_t n, uint64_t seed, ui
 // the element was kept; the same floats as dropout_backward then relu_backward).
 void relu_dropout_backward(const float* y, const float* dy, float* dx, int64_t n, float scale, bool accumulate);
 
-// dst[j] (+)= sum_r src[r, j] over src [rows, cols], rows added in order (bias gradients).
-void sum_rows(const float* src, float* dst, int64_t rows, int64_t cols, bool accumulate);
+// dst[j] (+)= sum_r src[r, j] over src [rows, cols] with row stride ld, rows added in order
+// (bias gradients; a caller may split the columns over threads: the sums do not change).
+void sum_rows(const float* src, int64_t ld, float* dst, int64_t rows, int64_t cols, bool accumulate);
 
 // y = x > 0 ? x : 0
 void relu_forward(const float* x, float* y, int64_t n);
@@ -50,9 +51,10 @@ void layer_norm_forward(const float* x, const float* w, const float* b, float* y
 void layer_norm_backward_dx(const float* x, const float* w, const float* dy, const double* stats, float* dx,
                             int64_t rows, int64_t E, bool accumulate);
 
-// Layer norm parameter gradients, rows added in order (dw or db may be null):
+// Layer norm parameter gradients over columns [0, E) of x, dy (row stride ld), rows added in
+// order (dw or db may be null; columns may be split over threads):
 //   dw[j] += float(dy[r, j] * xh[r, j]) with xh = (x - mu) rstd in double;  db[j] += dy[r, j]
-void layer_norm_backward_wb(const float* x, const float* dy, const double* stats, float* dw, float* db,
+void layer_norm_backward_wb(const float* x, const float* dy, int64_t ld, const double* stats, float* dw, float* db,
                             int64_t rows, int64_t E);
 
 // Scalars of one Adam / AdamW step (torch 1.13 _single_tensor_adam: scalars computed in
