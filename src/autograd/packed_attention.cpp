@@ -32,20 +32,27 @@ Tensor heads_view(const Tensor& src, const PackedHeads& p) {
   return src.view({B, N, W / p.dim, p.dim}).slice(2, p.col / p.dim, p.col / p.dim + p.heads).transpose(1, 2);
 }
 
-// dst[b, n, col + h·D + d] (+)= g[b, h, n, d];  dst [B, N, W], g [B, H, N, D], both contiguous.
-void scatter_heads(float* dst, int64_t W, int64_t col, const float* g, int64_t B, int64_t H, int64_t N, int64_t D,
-                   bool acc) {
-#pragma omp parallel for schedule(static) if (B * H * N * D >= detail::kParallelMin)
+// Heads of one part of a gradient: g [B, H, N, D] (contiguous) for columns [col, col + H·D).
+struct GradPart {
+  const float* g;
+  int64_t col, H, D;
+};
+
+// dst[b, n, col + h·D + d] (+)= g[b, h, n, d] for every part; dst [B, N, W] contiguous. Row by
+// row of dst, so that each dst row is written in one sweep.
+void scatter_heads(float* dst, int64_t B, int64_t N, int64_t W, const std::vector<GradPart>& parts, bool acc) {
+#pragma omp parallel for schedule(static) if (B * N * W >= detail::kParallelMin)
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t n = 0; n < N; ++n) {
-        float* d = dst + (b * N + n) * W + col + h * D;
-        const float* s = g + ((b * H + h) * N + n) * D;
-        if (acc)
-          for (int64_t j = 0; j < D; ++j) d[j] += s[j];
-        else
-          std::memcpy(d, s, sizeof(float) * static_cast<size_t>(D));
-      }
+    for (int64_t n = 0; n < N; ++n)
+      for (const GradPart& p : parts)
+        for (int64_t h = 0; h < p.H; ++h) {
+          float* d = dst + (b * N + n) * W + p.col + h * p.D;
+          const float* s = p.g + ((b * p.H + h) * N + n) * p.D;
+          if (acc)
+            for (int64_t j = 0; j < p.D; ++j) d[j] += s[j];
+          else
+            std::memcpy(d, s, sizeof(float) * static_cast<size_t>(p.D));
+        }
 }
 
 // The definition, composed of primitive ops (f64 gradient checks).
@@ -131,9 +138,9 @@ AttentionResult packed_attention(const PackedHeads& q, const PackedHeads& k, con
             if (!tiles) detail::zero(dst);
             acc = !tiles;
           }
-          for (size_t j : mine)
-            scatter_heads(dst.data<float>(), W, pv[j].col, grads[j]->data<float>(), B, pv[j].heads, N, pv[j].dim,
-                          acc);
+          std::vector<GradPart> gp;
+          for (size_t j : mine) gp.push_back({grads[j]->data<float>(), pv[j].col, pv[j].heads, pv[j].dim});
+          scatter_heads(dst.data<float>(), B, N, W, gp, acc);
         }
         if (Node* t = detail::grad_target(self, 3))
           if (g.dbias.defined()) detail::accumulate(*t, g.dbias.reshape(t->value.shape()).contiguous());
