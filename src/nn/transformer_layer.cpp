@@ -1,5 +1,7 @@
 #include "attn/nn/transformer_layer.h"
 
+#include <algorithm>
+
 #include "attn/autograd/ops.h"
 
 namespace attn::nn {
@@ -13,6 +15,17 @@ MultiheadAttentionOptions mha_opts(const TransformerLayerOptions& o) {
   return m;
 }
 Var activate(Activation a, const Var& x) { return a == Activation::relu ? ag::relu(x) : ag::gelu(x); }
+
+// dropout(activation(linear1(x))): with ReLU while training, one fused op
+// (ag::linear_relu_dropout, the same mask as Dropout::forward would draw).
+Var ff_hidden(const TransformerLayerOptions& o, const Linear& linear1, Dropout& dropout, const Var& x) {
+  if (o.activation == Activation::relu && dropout.is_training() && dropout.p > 0 && linear1.bias.defined()) {
+    const int64_t n = x.numel() / std::max<int64_t>(linear1.in_features, 1) * linear1.out_features;
+    return ag::linear_relu_dropout(x, linear1.weight, linear1.bias, dropout.p, dropout.stream.seed,
+                                   dropout.stream.take(n));
+  }
+  return dropout.forward(activate(o.activation, linear1.forward(x)));
+}
 }  // namespace
 
 TransformerEncoderLayer::TransformerEncoderLayer(const TransformerLayerOptions& o, Rng& rng) : opts(o) {
@@ -33,11 +46,7 @@ Var TransformerEncoderLayer::sa_block(const Var& x, const AttentionMasks& m) {
   return self_attn->forward(x, x, x, m).out;
 }
 
-Var TransformerEncoderLayer::ff_block(const Var& x) {
-  const Var h = linear1->forward(x);
-  return linear2->forward(opts.activation == Activation::relu ? dropout->forward_relu(h)
-                                                              : dropout->forward(activate(opts.activation, h)));
-}
+Var TransformerEncoderLayer::ff_block(const Var& x) { return linear2->forward(ff_hidden(opts, *linear1, *dropout, x)); }
 
 Var TransformerEncoderLayer::forward(const Var& src, const AttentionMasks& m) {
   Var x = src;
@@ -65,9 +74,7 @@ TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerOptions& 
 }
 
 Var TransformerDecoderLayer::ff_block(const Var& x) {  // without dropout3 (fused with the residual add)
-  const Var h = linear1->forward(x);
-  return linear2->forward(opts.activation == Activation::relu ? dropout->forward_relu(h)
-                                                              : dropout->forward(activate(opts.activation, h)));
+  return linear2->forward(ff_hidden(opts, *linear1, *dropout, x));
 }
 
 template <typename SelfAttn, typename CrossAttn>

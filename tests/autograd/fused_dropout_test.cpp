@@ -1,4 +1,4 @@
-// dropout_add and relu_dropout: gradient checks (f64, the definition) and the fused f32 path
+// dropout_add, relu_dropout and linear_relu_dropout: gradient checks (f64, the definition) and the fused f32 path
 // against the composition it replaces — the same masks, values and gradients, also when the
 // inputs share a node or already hold a gradient. Not bit for bit: on FMA targets the compiler
 // contracts res + x·m into one fused multiply-add (one rounding instead of two), so values
@@ -66,6 +66,40 @@ TEST(FusedDropout, F32EqualsComposed) {
   }
 }
 
+TEST(FusedDropout, LinearReluDropoutGradcheckF64) {
+  Rng rng(55);
+  Var x = testing::leaf({2, 3, 4}, rng), w = testing::leaf({5, 4}, rng), b = testing::leaf({5}, rng);
+  ASSERT_EQ(linear_relu_dropout(x, w, b, 0.3, 8, 1).shape(), (Shape{2, 3, 5}));
+  expect_gradcheck([&] { return linear_relu_dropout(x, w, b, 0.3, 8, 1); }, {x, w, b});
+}
+
+// The fused f32 op against dropout(relu(linear(x, w, b))): the same GEMMs, the same mask and
+// the same per-column bias sums, so values and gradients agree to the last bit.
+TEST(FusedDropout, LinearReluDropoutF32EqualsComposed) {
+  for (bool bias_grad : {true, false}) {
+    SCOPED_TRACE(bias_grad ? "bias with grad" : "bias without grad");
+    Rng rng(57);
+    const int64_t B = 3, N = 50, in = 24, out = 300;  // 45000 outputs: threaded loops
+    Tensor xt = random_tensor({B, N, in}, rng, -1, 1, DType::f32), wt = random_tensor({out, in}, rng, -0.3, 0.3, DType::f32),
+           bt = random_tensor({out}, rng, -0.3, 0.3, DType::f32), seed = random_tensor({B, N, out}, rng, -1, 1, DType::f32);
+    auto run = [&](bool fused, Var* x, Var* w, Var* b) {
+      *x = Var(xt.clone(), true);
+      *w = Var(wt.clone(), true);
+      *b = Var(bt.clone(), bias_grad);
+      Var y = fused ? linear_relu_dropout(*x, *w, *b, 0.25, 21, 1000) : dropout(relu(linear(*x, *w, *b)), 0.25, 21, 1000);
+      y.backward(seed);
+      return y.value();
+    };
+    Var fx, fw, fb, cx, cw, cb;
+    const Tensor fy = run(true, &fx, &fw, &fb), cy = run(false, &cx, &cw, &cb);
+    expect_close(fy, cy, 0, 0, "value");
+    expect_close(fx.grad(), cx.grad(), 0, 0, "dx");
+    expect_close(fw.grad(), cw.grad(), 0, 0, "dw");
+    if (bias_grad) expect_close(fb.grad(), cb.grad(), 0, 0, "db");
+    else EXPECT_FALSE(fb.grad().defined());
+  }
+}
+
 TEST(FusedDropout, RateZeroAndErrors) {
   Var a(Tensor::from_vector({1.f, -2.f}, {2}), true), b(Tensor::from_vector({3.f, 4.f}, {2}), true);
   EXPECT_EQ(dropout_add(a, b, 0.0, 1).value().to_vector(), (std::vector<float>{4.f, 2.f}));
@@ -78,6 +112,15 @@ TEST(FusedDropout, RateZeroAndErrors) {
     EXPECT_NE(std::string(e.what()).find("dropout_add: residual [2] and x [3]"), std::string::npos) << e.what();
   }
   EXPECT_THROW(relu_dropout(a, 1.0, 1), Error);
+  Var x(Tensor::zeros({2, 4}), true), w(Tensor::zeros({3, 4}), true), bias(Tensor::zeros({2}), true);
+  try {
+    linear_relu_dropout(x, w, bias, 0.1, 1);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("linear_relu_dropout: input [2, 4], weight [3, 4] and bias [2]"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace

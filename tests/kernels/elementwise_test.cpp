@@ -277,6 +277,25 @@ TEST(ElementwiseKernels, SumRowsAndLayerNormParamGradsMatchScalarOnEveryTarget) 
             ASSERT_TRUE(same_bits(db_part[j - 3], db_want[j])) << "E " << E << " j " << j;
           }
         }
+        // relu_dropout_backward_bias = relu_dropout_backward then sum_rows, bit for bit, in place,
+        // also over a column range.
+        {
+          auto y = test_values(rows * E + 4, 41 + E);
+          y.erase(y.begin(), y.begin() + 4);
+          const float scale = 1.25f;
+          std::vector<float> dz_want(static_cast<size_t>(rows * E)), db_sum(static_cast<size_t>(E), 0.75f);
+          relu_dropout_backward(y.data(), src.data(), dz_want.data(), rows * E, scale, false);
+          sum_rows(dz_want.data(), E, db_sum.data(), rows, E, acc);
+          for (int64_t c0 : {int64_t{0}, int64_t{E > 3 ? 3 : 0}}) {
+            std::vector<float> dz = src, dbf(static_cast<size_t>(E), 0.75f);
+            relu_dropout_backward_bias(y.data() + c0, dz.data() + c0, dz.data() + c0, dbf.data() + c0, E, rows, E - c0,
+                                       scale, acc);
+            for (int64_t r = 0; r < rows; ++r)
+              for (int64_t j = c0; j < E; ++j)
+                ASSERT_TRUE(same_bits(dz[r * E + j], dz_want[r * E + j])) << "E " << E << " r " << r << " j " << j;
+            for (int64_t j = c0; j < E; ++j) ASSERT_TRUE(same_bits(dbf[j], db_sum[j])) << "E " << E << " j " << j;
+          }
+        }
         std::vector<float> only_db(static_cast<size_t>(E), -0.5f);
         layer_norm_backward_wb(x.data(), src.data(), E, stats.data(), nullptr, only_db.data(), rows, E);
         for (int64_t j = 0; j < E; ++j) ASSERT_TRUE(same_bits(only_db[j], db_want[j])) << j;

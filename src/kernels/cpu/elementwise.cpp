@@ -108,9 +108,9 @@ void DropoutAddForwardImpl(const float* HWY_RESTRICT res, const float* HWY_RESTR
 }
 
 // y = relu(x) * (keep * scale): ReLU then dropout in one pass, no mask kept (y > 0 exactly where
-// both x > 0 and the element is kept).
-void ReluDropoutForwardImpl(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, int64_t n, uint64_t seed,
-                            uint64_t offset, double p, float scale) {
+// both x > 0 and the element is kept). y may be x (in place: element i is read before written).
+void ReluDropoutForwardImpl(const float* x, float* y, int64_t n, uint64_t seed, uint64_t offset, double p,
+                            float scale) {
   const hn::ScalableTag<float> df;
   const auto vscale = hn::Set(df, scale);
   const auto zero = hn::Zero(df);
@@ -141,6 +141,37 @@ void ReluDropoutBackwardImpl(const float* HWY_RESTRICT y, const float* HWY_RESTR
   for (; i < n; ++i) {
     const float v = dy[i] * (y[i] > 0 ? scale : 0.f);
     dx[i] = accumulate ? dx[i] + v : v;
+  }
+}
+
+// Over columns [0, cols) of rows of stride ld: dz[r, j] = dy[r, j] * (y[r, j] > 0 ? scale : 0)
+// and db[j] (+)= sum over rows r (in order) of dz[r, j].
+// dz may be dy (in place: element i is read before written).
+void ReluDropoutBackwardBiasImpl(const float* HWY_RESTRICT y, const float* dy, float* dz, float* HWY_RESTRICT db,
+                                 int64_t ld, int64_t rows, int64_t cols, float scale, bool accumulate) {
+  if (!accumulate)
+    for (int64_t j = 0; j < cols; ++j) db[j] = 0.f;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* yr = y + r * ld;
+    const float* gr = dy + r * ld;
+    float* zr = dz + r * ld;
+    int64_t j = 0;
+#if HWY_TARGET != HWY_SCALAR
+    const hn::ScalableTag<float> df;
+    const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+    const auto zero = hn::Zero(df);
+    const auto vscale = hn::Set(df, scale);
+    for (; j + N <= cols; j += N) {
+      const auto v = hn::Mul(hn::LoadU(df, gr + j), hn::IfThenElseZero(hn::Gt(hn::LoadU(df, yr + j), zero), vscale));
+      hn::StoreU(v, df, zr + j);
+      hn::StoreU(hn::Add(hn::LoadU(df, db + j), v), df, db + j);
+    }
+#endif
+    for (; j < cols; ++j) {
+      const float v = gr[j] * (yr[j] > 0 ? scale : 0.f);
+      zr[j] = v;
+      db[j] += v;
+    }
   }
 }
 
@@ -425,6 +456,7 @@ HWY_EXPORT(DropoutAddForwardImpl);
 HWY_EXPORT(ReluDropoutForwardImpl);
 HWY_EXPORT(ReluDropoutBackwardImpl);
 HWY_EXPORT(SumRowsImpl);
+HWY_EXPORT(ReluDropoutBackwardBiasImpl);
 HWY_EXPORT(LayerNormBackwardWbImpl);
 
 void dropout_add_forward(const float* res, const float* x, float* y, uint8_t* keep, int64_t n, uint64_t seed,
@@ -439,6 +471,11 @@ void relu_dropout_forward(const float* x, float* y, int64_t n, uint64_t seed, ui
 
 void relu_dropout_backward(const float* y, const float* dy, float* dx, int64_t n, float scale, bool accumulate) {
   HWY_DYNAMIC_DISPATCH(ReluDropoutBackwardImpl)(y, dy, dx, n, scale, accumulate);
+}
+
+void relu_dropout_backward_bias(const float* y, const float* dy, float* dz, float* db, int64_t ld, int64_t rows,
+                                int64_t cols, float scale, bool accumulate) {
+  HWY_DYNAMIC_DISPATCH(ReluDropoutBackwardBiasImpl)(y, dy, dz, db, ld, rows, cols, scale, accumulate);
 }
 
 void sum_rows(const float* src, int64_t ld, float* dst, int64_t rows, int64_t cols, bool accumulate) {

@@ -26,12 +26,19 @@ void dropout_add_forward(const float* res, const float* x, float* y, uint8_t* ke
 
 // ReLU then dropout, one pass, no mask stored: keep as dropout_forward,
 //   y[i] = (x[i] > 0 ? x[i] : 0) * (keep[i] * scale)
-// (the same floats as relu_forward then dropout_forward).
+// (the same floats as relu_forward then dropout_forward). y may be x (in place).
 void relu_dropout_forward(const float* x, float* y, int64_t n, uint64_t seed, uint64_t offset, double p,
                           float scale);
 // dx (+)= dy * (y > 0 ? scale : 0), from the forward's output (y > 0 exactly where x > 0 and
 // the element was kept; the same floats as dropout_backward then relu_backward).
 void relu_dropout_backward(const float* y, const float* dy, float* dx, int64_t n, float scale, bool accumulate);
+
+// relu_dropout_backward fused with the bias gradient of the linear layer before it, over
+// columns [0, cols) of rows of stride ld (columns may be split over threads):
+//   dz[r, j] = dy[r, j] * (y[r, j] > 0 ? scale : 0);  db[j] (+)= sum_r dz[r, j] (rows in order)
+// dz may be dy (in place).
+void relu_dropout_backward_bias(const float* y, const float* dy, float* dz, float* db, int64_t ld, int64_t rows,
+                                int64_t cols, float scale, bool accumulate);
 
 // dst[j] (+)= sum_r src[r, j] over src [rows, cols] with row stride ld, rows added in order
 // (bias gradients; a caller may split the columns over threads: the sums do not change).
