@@ -4,7 +4,7 @@
 #include <memory>
 #include <type_traits>
 
-
+#include "attn/autograd/elementwise.h"
 #include "attn/core/rng.h"
 #include "attn/core/storage_cache.h"
 #include "attn/kernels/cpu/elementwise.h"
@@ -70,6 +70,84 @@ Var dropout(const Var& a, double p, uint64_t seed, uint64_t offset) {
         }
       }
     });
+  });
+}
+
+namespace {
+// One byte per element from the storage cache, released with the last owner.
+std::shared_ptr<uint8_t> keep_mask(int64_t n) {
+  const size_t bytes = static_cast<size_t>(n);
+  return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(storage_alloc(bytes)),
+                                  [bytes](uint8_t* q) { storage_free(q, bytes); });
+}
+}  // namespace
+
+Var dropout_add(const Var& residual, const Var& x, double p, uint64_t seed, uint64_t offset) {
+  ATTN_CHECK(p >= 0 && p < 1, "dropout_add: rate ", p, " must be in [0, 1)");
+  ATTN_CHECK(residual.shape() == x.shape(), "dropout_add: residual ", shape_str(residual.shape()), " and x ",
+             shape_str(x.shape()), " must have the same shape");
+  detail::check_same_dtype("dropout_add", residual, x);
+  if (p == 0) return add(residual, x);
+  if (x.dtype() != DType::f32) return add(residual, dropout(x, p, seed, offset));  // f64: the definition
+  const Tensor rv = detail::contiguous(residual.value()), xv = detail::contiguous(x.value());
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  const int64_t n = xv.numel();
+  std::shared_ptr<uint8_t> keep = keep_mask(n);
+  const float scale = static_cast<float>(1.0 / (1.0 - p));
+  {
+    const float* r = rv.data<float>();
+    const float* xp = xv.data<float>();
+    float* y = out.data<float>();
+    uint8_t* k = keep.get();
+    detail::for_blocks(n, [&](int64_t b, int64_t e) {
+      cpu::dropout_add_forward(r + b, xp + b, y + b, k + b, e - b, seed, offset + static_cast<uint64_t>(b), p, scale);
+    });
+  }
+  return make_result(out, "dropout_add", {&residual, &x}, [keep, scale](Node& self) {
+    // y = residual + x * keep * scale;  dresidual = dy,  dx = dy * keep * scale
+    const int64_t n = self.value.numel();
+    Node* tr = grad_target(self, 0);
+    if (Node* t = grad_target(self, 1)) {
+      bool acc;
+      float* d = grad_buffer(*t, &acc).data<float>();
+      const float* g = self.grad.data<float>();
+      const uint8_t* k = keep.get();
+      detail::for_blocks(n, [&](int64_t b, int64_t e) { cpu::dropout_backward(g + b, k + b, d + b, e - b, scale, acc); });
+    }
+    if (tr) {
+      if (!tr->grad.defined())
+        tr->grad = self.grad;  // self's grad is released after this: handed over, no copy
+      else
+        detail::accumulate(*tr, self.grad);
+    }
+  });
+}
+
+Var relu_dropout(const Var& x, double p, uint64_t seed, uint64_t offset) {
+  ATTN_CHECK(p >= 0 && p < 1, "relu_dropout: rate ", p, " must be in [0, 1)");
+  if (p == 0) return relu(x);
+  if (x.dtype() != DType::f32) return dropout(relu(x), p, seed, offset);  // f64: the definition
+  const Tensor xv = detail::contiguous(x.value());
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  const int64_t n = xv.numel();
+  const float scale = static_cast<float>(1.0 / (1.0 - p));
+  {
+    const float* xp = xv.data<float>();
+    float* y = out.data<float>();
+    detail::for_blocks(n, [&](int64_t b, int64_t e) {
+      cpu::relu_dropout_forward(xp + b, y + b, e - b, seed, offset + static_cast<uint64_t>(b), p, scale);
+    });
+  }
+  return make_result(out, "relu_dropout", {&x}, [scale](Node& self) {
+    // y = relu(x) * keep * scale;  dx = dy * (y > 0 ? scale : 0)  (y > 0 iff x > 0 and kept)
+    Node* t = grad_target(self, 0);
+    if (!t) return;
+    bool acc;
+    float* d = grad_buffer(*t, &acc).data<float>();
+    const float* g = self.grad.data<float>();
+    const float* y = self.value.data<float>();
+    detail::for_blocks(self.value.numel(),
+                       [&](int64_t b, int64_t e) { cpu::relu_dropout_backward(y + b, g + b, d + b, e - b, scale, acc); });
   });
 }
 

@@ -1,6 +1,7 @@
 // Element-wise ops: each forward and its backward side by side.
 #include "attn/autograd/elementwise.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "attn/kernels/cpu/elementwise.h"
@@ -46,6 +47,12 @@ Var binary(BinOp op, const Var& a, const Var& b) {
       } else if (a.shape() == out_shape && b.numel() == 1) {
         const T s = pb[0];
         for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], s);
+      } else if (a.shape() == out_shape && b.dim() <= a.dim() && b.numel() > 0 &&
+                 std::equal(b.shape().begin(), b.shape().end(), out_shape.end() - b.dim())) {
+        // b repeats over the leading dims of a (a position table, a bias): contiguous blocks.
+        const int64_t m = b.numel();
+        for (int64_t o = 0; o < n; o += m)
+          for (int64_t i = 0; i < m; ++i) po[o + i] = f(pa[o + i], pb[i]);
       } else {
         detail::broadcast_loop(out_shape, detail::broadcast_strides(a.shape(), out_shape),
                                detail::broadcast_strides(b.shape(), out_shape),
@@ -70,10 +77,15 @@ Var binary(BinOp op, const Var& a, const Var& b) {
       const T* pb = bv.data<T>();
       const int64_t n = self.value.numel();
       auto sa = detail::broadcast_strides(av.shape(), os), sb = detail::broadcast_strides(bv.shape(), os);
-      for (int side = 0; side < 2; ++side) {
+      // b's side first, so that a's side can take self's gradient over without a copy.
+      for (int side = 1; side >= 0; --side) {
         Node* t = grad_target(self, side);
         if (!t) continue;
         const Shape& ts = side == 0 ? av.shape() : bv.shape();
+        if (side == 0 && (op == BinOp::add || op == BinOp::sub) && ts == os && !t->grad.defined()) {
+          t->grad = self.grad;  // da = dout; self's grad is released after this: no copy
+          continue;
+        }
         bool acc;
         Tensor& dst = grad_buffer(*t, &acc);
         // d/da: add 1, sub 1, mul b, div 1/b;  d/db: add 1, sub -1, mul a, div -a/b^2.

@@ -116,6 +116,15 @@ Var layer_norm(const Var& x, const Var& weight, const Var& bias, double eps) {
         }
       }
       }
+      if constexpr (std::is_same_v<T, float>) {
+        // SIMD, rows in order per column (columns split over threads): the same sums.
+        if (dw || db)
+          detail::for_col_blocks(rows, E, [&](int64_t c0, int64_t c1) {
+            cpu::layer_norm_backward_wb(px + c0, g + c0, E, stats->data(), dw ? dw + c0 : nullptr,
+                                        db ? db + c0 : nullptr, rows, c1 - c0);
+          });
+        return;
+      }
       if (dw || db)
         for (int64_t r = 0; r < rows; ++r) {
           const double mu = (*stats)[2 * r], rstd = (*stats)[2 * r + 1];

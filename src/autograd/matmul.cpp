@@ -2,8 +2,14 @@
 #include "attn/autograd/matmul.h"
 
 #include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
 
+#include "attn/autograd/dropout.h"
+#include "attn/autograd/elementwise.h"
 #include "attn/autograd/shape_ops.h"
+#include "attn/kernels/cpu/elementwise.h"
 #include "autograd/op_util.h"
 
 namespace attn::ag {
@@ -104,8 +110,10 @@ Var linear(const Var& x, const Var& w, const Var& bias) {
     if (bias.defined()) {
       Tensor bv = bias.value().contiguous();
       const T* pb = bv.data<T>();
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < out_f; ++j) o[r * out_f + j] = pb[j];
+      detail::for_row_blocks(rows, out_f, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r)
+          std::memcpy(static_cast<void*>(o + r * out_f), pb, sizeof(T) * static_cast<size_t>(out_f));
+      });
       beta = 1;
     }
     gemm(false, true, rows, out_f, in, T(1), xv.data<T>(), in, wv.data<T>(), in, beta, o, out_f);
@@ -126,12 +134,74 @@ Var linear(const Var& x, const Var& w, const Var& bias) {
       }
       if (Node* t = grad_target(self, 2)) {
         T* d = grad_buffer(*t, &acc).data<T>();
-        if (!acc)
-          for (int64_t j = 0; j < out_f; ++j) d[j] = 0;
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t j = 0; j < out_f; ++j) d[j] += g[r * out_f + j];
+        if constexpr (std::is_same_v<T, float>) {
+          // SIMD, rows in order per column (columns split over threads): the same sums.
+          detail::for_col_blocks(rows, out_f, [&](int64_t c0, int64_t c1) {
+            cpu::sum_rows(g + c0, out_f, d + c0, rows, c1 - c0, acc);
+          });
+        } else {
+          if (!acc)
+            for (int64_t j = 0; j < out_f; ++j) d[j] = 0;
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t j = 0; j < out_f; ++j) d[j] += g[r * out_f + j];
+        }
       }
     });
+  });
+}
+
+Var linear_relu_dropout(const Var& x, const Var& w, const Var& bias, double p, uint64_t seed, uint64_t offset) {
+  ATTN_CHECK(p >= 0 && p < 1, "linear_relu_dropout: rate ", p, " must be in [0, 1)");
+  if (p == 0) return relu(linear(x, w, bias));
+  if (x.dtype() != DType::f32 || !bias.defined()) return dropout(relu(linear(x, w, bias)), p, seed, offset);
+  detail::check_same_dtype("linear_relu_dropout", x, w);
+  detail::check_same_dtype("linear_relu_dropout", x, bias);
+  ATTN_CHECK(w.dim() == 2 && x.dim() >= 1 && x.size(-1) == w.size(1) && bias.dim() == 1 && bias.size(0) == w.size(0),
+             "linear_relu_dropout: input ", shape_str(x.shape()), ", weight ", shape_str(w.shape()), " and bias ",
+             shape_str(bias.shape()), " do not fit (expected [..., in], [out, in], [out])");
+  const int64_t in = w.size(1), out_f = w.size(0), rows = x.numel() / std::max<int64_t>(in, 1);
+  Shape os = x.shape();
+  os.back() = out_f;
+  const Tensor xv = x.value().contiguous(), wv = w.value().contiguous(), bv = bias.value().contiguous();
+  Tensor out = Tensor::empty(os, x.dtype());
+  float* o = out.data<float>();
+  const float* pb = bv.data<float>();
+  detail::for_row_blocks(rows, out_f, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) std::memcpy(o + r * out_f, pb, sizeof(float) * static_cast<size_t>(out_f));
+  });
+  gemm(false, true, rows, out_f, in, 1.f, xv.data<float>(), in, wv.data<float>(), in, 1.f, o, out_f);
+  const float scale = static_cast<float>(1.0 / (1.0 - p));
+  detail::for_blocks(rows * out_f, [&](int64_t b, int64_t e) {  // in place on the GEMM output
+    cpu::relu_dropout_forward(o + b, o + b, e - b, seed, offset + static_cast<uint64_t>(b), p, scale);
+  });
+  return make_result(out, "linear_relu_dropout", {&x, &w, &bias}, [xv, wv, rows, in, out_f, scale](Node& self) {
+    // y = relu(x wᵀ + b) keep scale:  dz = dy (y > 0 ? scale : 0),  db = sum_rows dz,
+    // dx = dz w,  dw = dzᵀ x.  dz overwrites self's gradient (released after this).
+    const float* y = self.value.data<float>();
+    float* dz = self.grad.data<float>();
+    Node* tb = grad_target(self, 2);
+    bool acc_b = false;
+    std::vector<float> scratch;
+    float* db = nullptr;
+    if (tb) {
+      db = grad_buffer(*tb, &acc_b).data<float>();
+    } else {
+      scratch.assign(static_cast<size_t>(out_f), 0.f);
+      db = scratch.data();
+    }
+    // Columns split over threads, rows in order per column: the same sums at any thread count.
+    detail::for_col_blocks(rows, out_f, [&](int64_t c0, int64_t c1) {
+      cpu::relu_dropout_backward_bias(y + c0, dz + c0, dz + c0, db + c0, out_f, rows, c1 - c0, scale, acc_b);
+    });
+    bool acc;
+    if (Node* t = grad_target(self, 0)) {
+      float* d = grad_buffer(*t, &acc).data<float>();
+      gemm(false, false, rows, in, out_f, 1.f, dz, out_f, wv.data<float>(), in, acc ? 1.f : 0.f, d, in);
+    }
+    if (Node* t = grad_target(self, 1)) {
+      float* d = grad_buffer(*t, &acc).data<float>();
+      gemm(true, false, out_f, in, rows, 1.f, dz, out_f, xv.data<float>(), in, acc ? 1.f : 0.f, d, in);
+    }
   });
 }
 

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include <omp.h>
+
 #include "attn/autograd/var.h"
 #include "attn/core/error.h"
 
@@ -35,6 +37,23 @@ void for_row_blocks(int64_t rows, int64_t width, F&& f) {
   const int64_t blocks = (rows + per - 1) / per;
 #pragma omp parallel for schedule(static) if (rows * width >= kParallelMin)
   for (int64_t b = 0; b < blocks; ++b) f(b * per, std::min(rows, (b + 1) * per));
+}
+
+// Calls f(col_begin, col_end) over [0, cols): one chunk per OpenMP thread (multiples of 16
+// columns) when rows * cols >= kParallelMin, else one call. For column reductions whose
+// per-column order must not depend on the thread count (each call sums its columns over every
+// row; more chunks than threads would only re-read the rows).
+template <typename F>
+void for_col_blocks(int64_t rows, int64_t cols, F&& f) {
+  const int64_t threads = rows * cols >= kParallelMin ? omp_get_max_threads() : 1;
+  const int64_t chunk = std::max<int64_t>(16, ((cols + threads - 1) / threads + 15) / 16 * 16);
+  const int64_t blocks = (cols + chunk - 1) / chunk;
+  if (blocks <= 1) {
+    f(int64_t{0}, cols);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < blocks; ++b) f(b * chunk, std::min(cols, (b + 1) * chunk));
 }
 
 // Calls f(float{}) or f(double{}) by the dtype; other dtypes are an error naming op.

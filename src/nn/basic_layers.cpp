@@ -57,6 +57,16 @@ Var Dropout::forward(const Var& x) {
   return ag::dropout(x, p, stream.seed, stream.take(x.numel()));
 }
 
+Var Dropout::forward_add(const Var& residual, const Var& x) {
+  if (!is_training() || p == 0) return residual + x;
+  return ag::dropout_add(residual, x, p, stream.seed, stream.take(x.numel()));
+}
+
+Var Dropout::forward_relu(const Var& x) {
+  if (!is_training() || p == 0) return ag::relu(x);
+  return ag::relu_dropout(x, p, stream.seed, stream.take(x.numel()));
+}
+
 SinusoidalPositionalEncoding::SinusoidalPositionalEncoding(int64_t d, int64_t len) : dim(d), max_len(len) {
   pe = Tensor::empty({len, d});
   float* p = pe.data<float>();

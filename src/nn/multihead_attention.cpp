@@ -8,6 +8,7 @@
 
 #include "attn/attention/attention.h"
 #include "attn/autograd/ops.h"
+#include "attn/autograd/packed_attention.h"
 
 namespace attn::nn {
 
@@ -111,13 +112,13 @@ std::pair<Var, Var> MultiheadAttention::project_kv_vars(const Var& key, const Va
   return {ag::linear(key, k_proj_weight, bias_part(E, E + Ekv)), ag::linear(value, v_proj_weight, bias_part(E + Ekv, E + 2 * Ekv))};
 }
 
-MhaOutput MultiheadAttention::attend(const Var& qh, const Var& kh, const Var& vh, const AttentionMasks& masks,
-                                     bool need_weights, bool average) {
-  const int64_t B = qh.size(0), Nq = qh.size(2), Nk = kh.size(2), E = embed_dim;
+MhaOutput MultiheadAttention::attend(const Var& q, int64_t q_col, const Var& k, int64_t k_col, const Var& v,
+                                     int64_t v_col, const AttentionMasks& masks, bool need_weights, bool average) {
+  const int64_t B = q.size(0), Nq = q.size(1), Nk = k.size(1);
   ag::AttentionInputs in;
   in.key_lengths = masks.key_lengths;
   Tensor bias = combine_masks(masks, B, num_heads, Nq, Nk);
-  if (bias.defined()) in.bias = Var(bias.to(qh.dtype()), false);
+  if (bias.defined()) in.bias = Var(bias.to(q.dtype()), false);
   AttentionOptions ao;
   ao.score = ScoreFn::scaled_dot;
   ao.causal = masks.is_causal;
@@ -126,9 +127,10 @@ MhaOutput MultiheadAttention::attend(const Var& qh, const Var& kh, const Var& vh
     ao.dropout = opts.dropout;
     ao.seed = mix64(stream_.seed ^ stream_.take(1));
   }
-  ag::AttentionResult r = ag::attention(qh, kh, vh, in, ao);
-  // [B, H, Nq, Dh] -> [B, Nq, E]
-  Var o = out_proj->forward(ag::reshape(ag::transpose(r.out, 1, 2), {B, Nq, E}));
+  // Heads read in place from the projections; the output comes back as [B, Nq, E].
+  ag::AttentionResult r = ag::packed_attention({q, q_col, num_heads, head_dim}, {k, k_col, num_kv_heads, head_dim},
+                                               {v, v_col, num_kv_heads, head_dim}, in, ao);
+  Var o = out_proj->forward(r.out);
   MhaOutput res;
   res.out = opts.batch_first ? o : ag::transpose(o, 0, 1);
   if (need_weights) res.weights = average ? average_heads(r.weights) : r.weights;
@@ -149,19 +151,20 @@ MhaOutput MultiheadAttention::forward(const Var& query_in, const Var& key_in, co
              "MultiheadAttention: key ", shape_str(key_in.shape()), " / value ", shape_str(value_in.shape()),
              " do not fit query ", shape_str(query_in.shape()), " (kdim ", kdim, ", vdim ", vdim, ")");
 
-  Var q, k, v;
   if (in_proj_weight.defined() && query.node() == key.node() && key.node() == value.node()) {
-    // Self-attention: one GEMM for q, k and v.
-    auto qkv = ag::split(ag::linear(query, in_proj_weight, in_proj_bias), 2, {E, Ekv, Ekv});
-    q = qkv[0];
-    k = qkv[1];
-    v = qkv[2];
-  } else {
-    q = project_q(query);
-    std::tie(k, v) = project_kv_vars(key, value);
+    // Self-attention: one GEMM for q, k and v; the heads stay in its output.
+    Var qkv = ag::linear(query, in_proj_weight, in_proj_bias);
+    return attend(qkv, 0, qkv, E, qkv, E + Ekv, masks, need_weights, average);
   }
-  return attend(split_heads(q, num_heads), split_heads(k, num_kv_heads), split_heads(v, num_kv_heads), masks,
-                need_weights, average);
+  Var q = project_q(query);
+  if (in_proj_weight.defined() && key.node() == value.node()) {
+    // One GEMM for k and v (cross-attention on one memory).
+    Var kv = ag::linear(key, ag::slice(in_proj_weight, 0, E, E + 2 * Ekv),
+                        in_proj_bias.defined() ? ag::slice(in_proj_bias, 0, E, E + 2 * Ekv) : Var());
+    return attend(q, 0, kv, 0, kv, Ekv, masks, need_weights, average);
+  }
+  auto [k, v] = project_kv_vars(key, value);
+  return attend(q, 0, k, 0, v, 0, masks, need_weights, average);
 }
 
 namespace {

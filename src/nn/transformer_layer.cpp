@@ -1,5 +1,7 @@
 #include "attn/nn/transformer_layer.h"
 
+#include <algorithm>
+
 #include "attn/autograd/ops.h"
 
 namespace attn::nn {
@@ -13,6 +15,17 @@ MultiheadAttentionOptions mha_opts(const TransformerLayerOptions& o) {
   return m;
 }
 Var activate(Activation a, const Var& x) { return a == Activation::relu ? ag::relu(x) : ag::gelu(x); }
+
+// dropout(activation(linear1(x))): with ReLU while training, one fused op
+// (ag::linear_relu_dropout, the same mask as Dropout::forward would draw).
+Var ff_hidden(const TransformerLayerOptions& o, const Linear& linear1, Dropout& dropout, const Var& x) {
+  if (o.activation == Activation::relu && dropout.is_training() && dropout.p > 0 && linear1.bias.defined()) {
+    const int64_t n = x.numel() / std::max<int64_t>(linear1.in_features, 1) * linear1.out_features;
+    return ag::linear_relu_dropout(x, linear1.weight, linear1.bias, dropout.p, dropout.stream.seed,
+                                   dropout.stream.take(n));
+  }
+  return dropout.forward(activate(o.activation, linear1.forward(x)));
+}
 }  // namespace
 
 TransformerEncoderLayer::TransformerEncoderLayer(const TransformerLayerOptions& o, Rng& rng) : opts(o) {
@@ -27,22 +40,22 @@ TransformerEncoderLayer::TransformerEncoderLayer(const TransformerLayerOptions& 
   dropout2 = register_module("dropout2", std::make_shared<Dropout>(o.dropout, rng));
 }
 
+// The blocks without their last dropout: it is fused with the residual add
+// (Dropout::forward_add), and ReLU with the inner dropout (Dropout::forward_relu).
 Var TransformerEncoderLayer::sa_block(const Var& x, const AttentionMasks& m) {
-  return dropout1->forward(self_attn->forward(x, x, x, m).out);
+  return self_attn->forward(x, x, x, m).out;
 }
 
-Var TransformerEncoderLayer::ff_block(const Var& x) {
-  return dropout2->forward(linear2->forward(dropout->forward(activate(opts.activation, linear1->forward(x)))));
-}
+Var TransformerEncoderLayer::ff_block(const Var& x) { return linear2->forward(ff_hidden(opts, *linear1, *dropout, x)); }
 
 Var TransformerEncoderLayer::forward(const Var& src, const AttentionMasks& m) {
   Var x = src;
   if (opts.norm_first) {
-    x = x + sa_block(norm1->forward(x), m);
-    return x + ff_block(norm2->forward(x));
+    x = dropout1->forward_add(x, sa_block(norm1->forward(x), m));
+    return dropout2->forward_add(x, ff_block(norm2->forward(x)));
   }
-  x = norm1->forward(x + sa_block(x, m));
-  return norm2->forward(x + ff_block(x));
+  x = norm1->forward(dropout1->forward_add(x, sa_block(x, m)));
+  return norm2->forward(dropout2->forward_add(x, ff_block(x)));
 }
 
 TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerOptions& o, Rng& rng) : opts(o) {
@@ -60,21 +73,21 @@ TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerOptions& 
   dropout3 = register_module("dropout3", std::make_shared<Dropout>(o.dropout, rng));
 }
 
-Var TransformerDecoderLayer::ff_block(const Var& x) {
-  return dropout3->forward(linear2->forward(dropout->forward(activate(opts.activation, linear1->forward(x)))));
+Var TransformerDecoderLayer::ff_block(const Var& x) {  // without dropout3 (fused with the residual add)
+  return linear2->forward(ff_hidden(opts, *linear1, *dropout, x));
 }
 
 template <typename SelfAttn, typename CrossAttn>
 Var TransformerDecoderLayer::residual_blocks(const Var& tgt, const SelfAttn& sa, const CrossAttn& ca) {
   Var x = tgt;
   if (opts.norm_first) {
-    x = x + dropout1->forward(sa(norm1->forward(x)));
-    x = x + dropout2->forward(ca(norm2->forward(x)));
-    return x + ff_block(norm3->forward(x));
+    x = dropout1->forward_add(x, sa(norm1->forward(x)));
+    x = dropout2->forward_add(x, ca(norm2->forward(x)));
+    return dropout3->forward_add(x, ff_block(norm3->forward(x)));
   }
-  x = norm1->forward(x + dropout1->forward(sa(x)));
-  x = norm2->forward(x + dropout2->forward(ca(x)));
-  return norm3->forward(x + ff_block(x));
+  x = norm1->forward(dropout1->forward_add(x, sa(x)));
+  x = norm2->forward(dropout2->forward_add(x, ca(x)));
+  return norm3->forward(dropout3->forward_add(x, ff_block(x)));
 }
 
 Var TransformerDecoderLayer::forward(const Var& tgt, const Var& memory, const AttentionMasks& tm,

@@ -1,7 +1,11 @@
 #include "attn/optim/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "attn/core/error.h"
 
@@ -66,8 +70,23 @@ void Optimizer::step(const NamedParams& current) {
 }
 
 void Optimizer::zero_grad() {
-  for (NamedParam& p : params_)
-    if (p.grad.defined()) p.grad.fill(0.f);
+  // Contiguous gradients are cleared in 256 KiB pieces, all parameters in one parallel loop
+  // (one fork/join per step instead of a serial 4-byte-per-parameter fill).
+  constexpr size_t kPiece = size_t{1} << 18;
+  std::vector<std::pair<char*, size_t>> pieces;
+  for (NamedParam& p : params_) {
+    if (!p.grad.defined()) continue;
+    if (!p.grad.is_contiguous()) {
+      p.grad.fill(0.f);
+      continue;
+    }
+    char* base = static_cast<char*>(p.grad.raw_data());
+    const size_t bytes = static_cast<size_t>(p.grad.numel()) * dtype_size(p.grad.dtype());
+    for (size_t off = 0; off < bytes; off += kPiece) pieces.emplace_back(base + off, std::min(kPiece, bytes - off));
+  }
+  const int64_t n = static_cast<int64_t>(pieces.size());
+#pragma omp parallel for schedule(static) if (n >= 8)
+  for (int64_t i = 0; i < n; ++i) std::memset(pieces[static_cast<size_t>(i)].first, 0, pieces[static_cast<size_t>(i)].second);
 }
 
 OptimizerState Optimizer::state_dict() const {

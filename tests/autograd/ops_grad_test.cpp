@@ -23,6 +23,26 @@ TEST(GradElementwise, BroadcastingArithmetic) {
   EXPECT_THROW(add(a, leaf({5}, rng)), Error);
 }
 
+// add / sub hand their output gradient to the first input without a copy when it has none yet;
+// a trailing-dims b takes the blocked forward loop. Shared inputs and later accumulation into
+// the handed-over buffer must still give the right sums.
+TEST(GradElementwise, AddHandsOverGradientSafely) {
+  Rng rng(12);
+  Var a = leaf({2, 3, 4}, rng), t = leaf({3, 4}, rng);
+  expect_gradcheck([&] { return add(a, t); }, {a, t});
+  expect_gradcheck([&] { return sub(a, t) * 2.0; }, {a, t});
+  expect_gradcheck([&] { return add(a, a); }, {a});
+  expect_gradcheck([&] {  // h feeds two adds: its handed-over buffer is later added into
+    Var h = a * 3.0;
+    Var s = add(h, a);
+    return mul(s, add(h, t));
+  }, {a, t});
+  // Values of the blocked loop: a[i, j, k] + t[j, k].
+  Var y = add(a, t);
+  ASSERT_EQ(y.shape(), (Shape{2, 3, 4}));
+  EXPECT_EQ(y.value().get({1, 2, 3}), a.value().get({1, 2, 3}) + t.value().get({2, 3}));
+}
+
 TEST(GradElementwise, ScalarsAndUnary) {
   Rng rng(11);
   Var a = leaf({3, 5}, rng), p = leaf({3, 5}, rng, 0.3, 2.0);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -179,6 +180,126 @@ TEST(ElementwiseKernels, AdamMatchesScalarOnEveryTarget) {
             EXPECT_NE(pk[j], p0[j]) << "the step moved the parameter";
           }
         }
+  });
+}
+
+TEST(ElementwiseKernels, FusedDropoutKernelsMatchComposedOnEveryTarget) {
+  for_each_target([] {
+    for (double p : {0.1, 0.5, 3.0 / 16777216.0}) {
+      for (int64_t n : {0, 1, 7, 16, 17, 33, 100}) {
+        for (uint64_t offset : {uint64_t{0}, uint64_t{5}, uint64_t{1} << 33}) {
+          const uint64_t seed = 777 + n;
+          const float scale = static_cast<float>(1.0 / (1.0 - p));
+          const auto x = test_values(n, seed), res = test_values(n, seed + 2);
+          // dropout_add = res + dropout_forward(x): the same keep bytes, the same floats (an
+          // FMA-contracted scalar formula is also right).
+          std::vector<float> y(static_cast<size_t>(n), -7.f), yd(static_cast<size_t>(n));
+          std::vector<uint8_t> keep(static_cast<size_t>(n), 9), keep_d(static_cast<size_t>(n), 9);
+          dropout_add_forward(res.data(), x.data(), y.data(), keep.data(), n, seed, offset, p, scale);
+          dropout_forward(x.data(), yd.data(), keep_d.data(), n, seed, offset, p, scale);
+          for (int64_t i = 0; i < n; ++i) {
+            ASSERT_EQ(keep[i], keep_d[i]) << "p " << p << " n " << n << " i " << i;
+            const float m = static_cast<float>(keep[i]) * scale;
+            ASSERT_TRUE(same_bits(y[i], res[i] + yd[i]) || same_bits(y[i], std::fma(x[i], m, res[i])))
+                << i << ": " << y[i] << " vs " << res[i] + yd[i];
+          }
+          // relu_dropout = dropout_forward(relu_forward(x)), bit for bit, no mask.
+          std::vector<float> r(static_cast<size_t>(n)), want(static_cast<size_t>(n)), got(static_cast<size_t>(n), 3.f);
+          relu_forward(x.data(), r.data(), n);
+          dropout_forward(r.data(), want.data(), keep_d.data(), n, seed, offset, p, scale);
+          relu_dropout_forward(x.data(), got.data(), n, seed, offset, p, scale);
+          for (int64_t i = 0; i < n; ++i) ASSERT_TRUE(same_bits(got[i], want[i])) << i << ": " << got[i] << " vs " << want[i];
+          // Its backward = relu_backward(dropout_backward(dy)), bit for bit (fresh), or with an FMA (added).
+          const auto dy = test_values(n, seed + 3);
+          std::vector<float> d1(static_cast<size_t>(n)), dwant(static_cast<size_t>(n)), dgot(static_cast<size_t>(n), 0.5f);
+          dropout_backward(dy.data(), keep_d.data(), d1.data(), n, scale, false);
+          relu_backward(r.data(), d1.data(), dwant.data(), n, false);
+          relu_dropout_backward(got.data(), dy.data(), dgot.data(), n, scale, /*accumulate=*/false);
+          for (int64_t i = 0; i < n; ++i)
+            ASSERT_TRUE(same_bits(dgot[i], dwant[i])) << i << ": " << dgot[i] << " vs " << dwant[i];
+          std::fill(dgot.begin(), dgot.end(), 0.5f);
+          relu_dropout_backward(got.data(), dy.data(), dgot.data(), n, scale, /*accumulate=*/true);
+          for (int64_t i = 0; i < n; ++i) {
+            const float m = got[i] > 0 ? scale : 0.f;
+            ASSERT_TRUE(same_bits(dgot[i], 0.5f + dy[i] * m) || same_bits(dgot[i], std::fma(dy[i], m, 0.5f))) << i;
+          }
+        }
+      }
+    }
+  });
+}
+
+TEST(ElementwiseKernels, SumRowsAndLayerNormParamGradsMatchScalarOnEveryTarget) {
+  for_each_target([] {
+    for (int64_t E : {1, 7, 16, 33, 256})
+      for (bool acc : {false, true}) {
+        const int64_t rows = 5;
+        auto src = test_values(rows * E + 4, 21 + E);
+        src.erase(src.begin(), src.begin() + 4);  // no special values
+        // sum_rows: the scalar loop, rows added in order.
+        std::vector<float> got(static_cast<size_t>(E), 0.25f), want(static_cast<size_t>(E), acc ? 0.25f : 0.f);
+        sum_rows(src.data(), E, got.data(), rows, E, acc);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < E; ++j) want[j] += src[r * E + j];
+        for (int64_t j = 0; j < E; ++j) ASSERT_TRUE(same_bits(got[j], want[j])) << "E " << E << " j " << j;
+        // A column range of a wider matrix (row stride E), as a thread's share.
+        if (E > 3) {
+          std::vector<float> part(static_cast<size_t>(E - 3), 0.25f);
+          sum_rows(src.data() + 3, E, part.data(), rows, E - 3, acc);
+          for (int64_t j = 3; j < E; ++j) ASSERT_TRUE(same_bits(part[j - 3], want[j])) << "E " << E << " j " << j;
+        }
+        // layer_norm_backward_wb: the scalar loops of autograd/layer_norm.cpp.
+        auto x = test_values(rows * E + 4, 31 + E);
+        x.erase(x.begin(), x.begin() + 4);
+        std::vector<double> stats(static_cast<size_t>(2 * rows));
+        for (int64_t r = 0; r < rows; ++r) {
+          stats[2 * r] = 0.1 * static_cast<double>(r);
+          stats[2 * r + 1] = 1.5 + 0.01 * static_cast<double>(r);
+        }
+        std::vector<float> dw(static_cast<size_t>(E), 0.5f), db(static_cast<size_t>(E), -0.5f);
+        std::vector<float> dw_want = dw, db_want = db;
+        layer_norm_backward_wb(x.data(), src.data(), E, stats.data(), dw.data(), db.data(), rows, E);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < E; ++j) {
+            dw_want[j] += static_cast<float>(src[r * E + j] * ((x[r * E + j] - stats[2 * r]) * stats[2 * r + 1]));
+            db_want[j] += src[r * E + j];
+          }
+        for (int64_t j = 0; j < E; ++j) {
+          ASSERT_TRUE(same_bits(dw[j], dw_want[j])) << "E " << E << " j " << j << ": " << dw[j] << " vs " << dw_want[j];
+          ASSERT_TRUE(same_bits(db[j], db_want[j])) << "E " << E << " j " << j;
+        }
+        if (E > 3) {
+          std::vector<float> dw_part(static_cast<size_t>(E - 3), 0.5f), db_part(static_cast<size_t>(E - 3), -0.5f);
+          layer_norm_backward_wb(x.data() + 3, src.data() + 3, E, stats.data(), dw_part.data(), db_part.data(), rows,
+                                 E - 3);
+          for (int64_t j = 3; j < E; ++j) {
+            ASSERT_TRUE(same_bits(dw_part[j - 3], dw_want[j])) << "E " << E << " j " << j;
+            ASSERT_TRUE(same_bits(db_part[j - 3], db_want[j])) << "E " << E << " j " << j;
+          }
+        }
+        // relu_dropout_backward_bias = relu_dropout_backward then sum_rows, bit for bit, in place,
+        // also over a column range.
+        {
+          auto y = test_values(rows * E + 4, 41 + E);
+          y.erase(y.begin(), y.begin() + 4);
+          const float scale = 1.25f;
+          std::vector<float> dz_want(static_cast<size_t>(rows * E)), db_sum(static_cast<size_t>(E), 0.75f);
+          relu_dropout_backward(y.data(), src.data(), dz_want.data(), rows * E, scale, false);
+          sum_rows(dz_want.data(), E, db_sum.data(), rows, E, acc);
+          for (int64_t c0 : {int64_t{0}, int64_t{E > 3 ? 3 : 0}}) {
+            std::vector<float> dz = src, dbf(static_cast<size_t>(E), 0.75f);
+            relu_dropout_backward_bias(y.data() + c0, dz.data() + c0, dz.data() + c0, dbf.data() + c0, E, rows, E - c0,
+                                       scale, acc);
+            for (int64_t r = 0; r < rows; ++r)
+              for (int64_t j = c0; j < E; ++j)
+                ASSERT_TRUE(same_bits(dz[r * E + j], dz_want[r * E + j])) << "E " << E << " r " << r << " j " << j;
+            for (int64_t j = c0; j < E; ++j) ASSERT_TRUE(same_bits(dbf[j], db_sum[j])) << "E " << E << " j " << j;
+          }
+        }
+        std::vector<float> only_db(static_cast<size_t>(E), -0.5f);
+        layer_norm_backward_wb(x.data(), src.data(), E, stats.data(), nullptr, only_db.data(), rows, E);
+        for (int64_t j = 0; j < E; ++j) ASSERT_TRUE(same_bits(only_db[j], db_want[j])) << j;
+      }
   });
 }
 

@@ -277,6 +277,22 @@ TEST(Optimizer, SkipsParamsWithoutGradAndZeroGrad) {
   EXPECT_FALSE(ps[1].grad.defined());
 }
 
+// zero_grad clears large gradients (in pieces, over threads) to the last element, and strided ones.
+TEST(Optimizer, ZeroGradClearsLargeAndStridedGradients) {
+  const int64_t n = 3 * (int64_t{1} << 16) + 5;  // several 256 KiB pieces and a tail
+  Tensor strided_grad = Tensor::full({4, 6}, 2.f).transpose(0, 1);
+  NamedParams ps = {{"big", Tensor::full({n}, 1.f), Tensor::full({n}, 3.f)},
+                    {"small", Tensor::full({3}, 1.f), Tensor::full({3}, 3.f)},
+                    {"strided", Tensor::full({6, 4}, 1.f), strided_grad}};
+  Sgd sgd(ps, SgdOptions{0.5});
+  sgd.zero_grad();
+  for (const NamedParam& p : ps) {
+    const std::vector<float> g = p.grad.to_vector();
+    ASSERT_EQ(static_cast<int64_t>(g.size()), p.value.numel()) << p.name;
+    for (size_t i = 0; i < g.size(); ++i) ASSERT_EQ(g[i], 0.f) << p.name << " element " << i;
+  }
+}
+
 // Large parameters are updated by several threads: the result must not depend on how many.
 TEST(Optimizer, ThreadCountDoesNotChangeLargeUpdates) {
   const int64_t n = 200000;  // above the parallel threshold

@@ -12,4 +12,14 @@ namespace attn::ag {
 // p in [0, 1). p == 0 returns a unchanged (no node).
 Var dropout(const Var& a, double p, uint64_t seed, uint64_t offset = 0);
 
+// residual + dropout(x, p, seed, offset) in one pass (the residual connection of a Transformer
+// block); the backward hands dout to the residual without a copy when it can. Same mask and
+// same floats as the composition. Shapes must be equal. p == 0 gives residual + x.
+Var dropout_add(const Var& residual, const Var& x, double p, uint64_t seed, uint64_t offset = 0);
+
+// dropout(relu(x), p, seed, offset) in one pass (the feed-forward block), keeping only the
+// output for the backward (no mask, no ReLU output). Same mask and same floats as the
+// composition. p == 0 gives relu(x).
+Var relu_dropout(const Var& x, double p, uint64_t seed, uint64_t offset = 0);
+
 }  // namespace attn::ag

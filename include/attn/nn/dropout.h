@@ -11,6 +11,10 @@ class Dropout : public Module {
  public:
   Dropout(double p, Rng& rng);
   Var forward(const Var& x);
+  // residual + forward(x), one fused pass when training (the same mask and floats).
+  Var forward_add(const Var& residual, const Var& x);
+  // forward(relu(x)), one fused pass when training (the same mask and floats).
+  Var forward_relu(const Var& x);
   double p;
   DropoutStream stream;
 };

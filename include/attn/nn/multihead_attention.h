@@ -90,9 +90,10 @@ class MultiheadAttention : public Module {
  private:
   Var project_q(const Var& query);
   std::pair<Var, Var> project_kv_vars(const Var& key, const Var& value);
-  // attention over heads qh [B, H, Nq, Dh], kh, vh [B, Hkv, Nk, Dh] -> output projection.
-  MhaOutput attend(const Var& qh, const Var& kh, const Var& vh, const AttentionMasks& masks, bool need_weights,
-                   bool average);
+  // attention over projections q [B, Nq, Wq], k [B, Nk, Wk], v [B, Nk, Wv], the heads at
+  // columns q_col / k_col / v_col (read in place) -> output projection.
+  MhaOutput attend(const Var& q, int64_t q_col, const Var& k, int64_t k_col, const Var& v, int64_t v_col,
+                   const AttentionMasks& masks, bool need_weights, bool average);
   DropoutStream stream_;
 };
 

@@ -1,6 +1,7 @@
 // Element-wise training kernels (Highway, once per SIMD target via foreach_target.h): dropout
 // mask generation with the counter-based hash of attn/core/rng.h vectorised over 64-bit
-// lanes, ReLU, layer norm rows (double accumulators) and the Adam update (the scalar loop cannot vectorise: sqrtf may set errno). Results are bit-identical to the scalar formulas they replace.
+// lanes (alone, fused with ReLU, or with the residual add), ReLU, column sums (bias
+// gradients), layer norm rows (double accumulators) and the Adam update (the scalar loop cannot vectorise: sqrtf may set errno). Results are bit-identical to the scalar formulas they replace.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/elementwise.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -32,23 +33,22 @@ HWY_INLINE V Hash24(DU64 du64, V c, V mixed_seed) {
 
 }  // namespace elementwise_impl
 
-// keep iff (r >> 40) >= thr, thr = ceil(p 2^24): the same as counter_uniform(...) >= p
-// because (r >> 40) 2^-24 is exact in float.
-void DropoutForwardImpl(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, uint8_t* HWY_RESTRICT keep,
-                        int64_t n, uint64_t seed, uint64_t offset, double p, float scale) {
+// Calls vec(i, m) for every full vector of elements [i, i + Lanes) with m the keep mask (as a
+// float mask), then scalar(i, kept) for the tail. keep iff (r >> 40) >= thr, thr = ceil(p 2^24):
+// the same as counter_uniform(...) >= p because (r >> 40) 2^-24 is exact in float.
+template <class VecOp, class ScalarOp>
+HWY_INLINE void ForEachKeep(int64_t n, uint64_t seed, uint64_t offset, double p, const VecOp& vec,
+                            const ScalarOp& scalar) {
   int64_t i = 0;
 #if HWY_TARGET != HWY_SCALAR
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
   const hn::RebindToUnsigned<decltype(df)> du32;
   const hn::Repartition<uint64_t, decltype(df)> du64;
-  const hn::Rebind<uint8_t, decltype(di)> d8;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t half = N / 2;
   const auto mixed_seed = hn::Set(du64, mix64(seed + 0x9e3779b97f4a7c15ULL));
   const auto thr_minus_1 = hn::Set(di, static_cast<int32_t>(std::ceil(p * 16777216.0)) - 1);
-  const auto vscale = hn::Set(df, scale);
-  const auto one_i = hn::Set(di, 1);
   // Counters advanced by adds: Highway's Iota builds its vector through memory, a
   // store-forwarding stall that cost more than the hash itself.
   auto c0 = hn::Iota(du64, offset);
@@ -59,17 +59,174 @@ void DropoutForwardImpl(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, uint
     const auto r1 = elementwise_impl::Hash24(du64, c1, mixed_seed);
     // The low 32-bit halves of the 64-bit lanes, in order: the 24-bit values as i32.
     const auto r = hn::BitCast(di, hn::ConcatEven(du32, hn::BitCast(du32, r1), hn::BitCast(du32, r0)));
-    const auto m = hn::Gt(r, thr_minus_1);
-    // y = x * (keep * scale), as the scalar formula (x * 0 keeps the sign and NaN of x * 0).
-    const auto mult = hn::IfThenElseZero(hn::RebindMask(df, m), vscale);
-    hn::StoreU(hn::Mul(hn::LoadU(df, x + i), mult), df, y + i);
-    hn::StoreU(hn::DemoteTo(d8, hn::IfThenElseZero(m, one_i)), d8, keep + i);
+    vec(i, hn::RebindMask(df, hn::Gt(r, thr_minus_1)));
+  }
+#endif
+  for (; i < n; ++i) scalar(i, static_cast<uint8_t>(counter_uniform(seed, offset + static_cast<uint64_t>(i)) >= p));
+}
+
+void DropoutForwardImpl(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, uint8_t* HWY_RESTRICT keep,
+                        int64_t n, uint64_t seed, uint64_t offset, double p, float scale) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<uint8_t, decltype(di)> d8;
+  const auto vscale = hn::Set(df, scale);
+  const auto one_i = hn::Set(di, 1);
+  ForEachKeep(
+      n, seed, offset, p,
+      [&](int64_t i, auto m) {
+        // y = x * (keep * scale), as the scalar formula (x * 0 keeps the sign and NaN of x * 0).
+        hn::StoreU(hn::Mul(hn::LoadU(df, x + i), hn::IfThenElseZero(m, vscale)), df, y + i);
+        hn::StoreU(hn::DemoteTo(d8, hn::IfThenElseZero(hn::RebindMask(di, m), one_i)), d8, keep + i);
+      },
+      [&](int64_t i, uint8_t kept) {
+        keep[i] = kept;
+        y[i] = x[i] * (static_cast<float>(kept) * scale);
+      });
+}
+
+// y = res + x * (keep * scale): the residual add after dropout in one pass.
+void DropoutAddForwardImpl(const float* HWY_RESTRICT res, const float* HWY_RESTRICT x, float* HWY_RESTRICT y,
+                           uint8_t* HWY_RESTRICT keep, int64_t n, uint64_t seed, uint64_t offset, double p,
+                           float scale) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<uint8_t, decltype(di)> d8;
+  const auto vscale = hn::Set(df, scale);
+  const auto one_i = hn::Set(di, 1);
+  ForEachKeep(
+      n, seed, offset, p,
+      [&](int64_t i, auto m) {
+        const auto dropped = hn::Mul(hn::LoadU(df, x + i), hn::IfThenElseZero(m, vscale));
+        hn::StoreU(hn::Add(hn::LoadU(df, res + i), dropped), df, y + i);
+        hn::StoreU(hn::DemoteTo(d8, hn::IfThenElseZero(hn::RebindMask(di, m), one_i)), d8, keep + i);
+      },
+      [&](int64_t i, uint8_t kept) {
+        keep[i] = kept;
+        y[i] = res[i] + x[i] * (static_cast<float>(kept) * scale);
+      });
+}
+
+// y = relu(x) * (keep * scale): ReLU then dropout in one pass, no mask kept (y > 0 exactly where
+// both x > 0 and the element is kept). y may be x (in place: element i is read before written).
+void ReluDropoutForwardImpl(const float* x, float* y, int64_t n, uint64_t seed, uint64_t offset, double p,
+                            float scale) {
+  const hn::ScalableTag<float> df;
+  const auto vscale = hn::Set(df, scale);
+  const auto zero = hn::Zero(df);
+  ForEachKeep(
+      n, seed, offset, p,
+      [&](int64_t i, auto m) {
+        const auto v = hn::LoadU(df, x + i);
+        hn::StoreU(hn::Mul(hn::IfThenElseZero(hn::Gt(v, zero), v), hn::IfThenElseZero(m, vscale)), df, y + i);
+      },
+      [&](int64_t i, uint8_t kept) { y[i] = (x[i] > 0 ? x[i] : 0.f) * (static_cast<float>(kept) * scale); });
+}
+
+// dx (+)= dy * (y > 0 ? scale : 0)
+void ReluDropoutBackwardImpl(const float* HWY_RESTRICT y, const float* HWY_RESTRICT dy, float* HWY_RESTRICT dx,
+                             int64_t n, float scale, bool accumulate) {
+  int64_t i = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const hn::ScalableTag<float> df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const auto zero = hn::Zero(df);
+  const auto vscale = hn::Set(df, scale);
+  for (; i + N <= n; i += N) {
+    auto v = hn::Mul(hn::LoadU(df, dy + i), hn::IfThenElseZero(hn::Gt(hn::LoadU(df, y + i), zero), vscale));
+    if (accumulate) v = hn::Add(hn::LoadU(df, dx + i), v);
+    hn::StoreU(v, df, dx + i);
   }
 #endif
   for (; i < n; ++i) {
-    const uint8_t kept = counter_uniform(seed, offset + static_cast<uint64_t>(i)) >= p;
-    keep[i] = kept;
-    y[i] = x[i] * (static_cast<float>(kept) * scale);
+    const float v = dy[i] * (y[i] > 0 ? scale : 0.f);
+    dx[i] = accumulate ? dx[i] + v : v;
+  }
+}
+
+// Over columns [0, cols) of rows of stride ld: dz[r, j] = dy[r, j] * (y[r, j] > 0 ? scale : 0)
+// and db[j] (+)= sum over rows r (in order) of dz[r, j].
+// dz may be dy (in place: element i is read before written).
+void ReluDropoutBackwardBiasImpl(const float* HWY_RESTRICT y, const float* dy, float* dz, float* HWY_RESTRICT db,
+                                 int64_t ld, int64_t rows, int64_t cols, float scale, bool accumulate) {
+  if (!accumulate)
+    for (int64_t j = 0; j < cols; ++j) db[j] = 0.f;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* yr = y + r * ld;
+    const float* gr = dy + r * ld;
+    float* zr = dz + r * ld;
+    int64_t j = 0;
+#if HWY_TARGET != HWY_SCALAR
+    const hn::ScalableTag<float> df;
+    const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+    const auto zero = hn::Zero(df);
+    const auto vscale = hn::Set(df, scale);
+    for (; j + N <= cols; j += N) {
+      const auto v = hn::Mul(hn::LoadU(df, gr + j), hn::IfThenElseZero(hn::Gt(hn::LoadU(df, yr + j), zero), vscale));
+      hn::StoreU(v, df, zr + j);
+      hn::StoreU(hn::Add(hn::LoadU(df, db + j), v), df, db + j);
+    }
+#endif
+    for (; j < cols; ++j) {
+      const float v = gr[j] * (yr[j] > 0 ? scale : 0.f);
+      zr[j] = v;
+      db[j] += v;
+    }
+  }
+}
+
+// dst[j] (+)= sum over rows r (in order) of src[r, j] (row stride ld).
+void SumRowsImpl(const float* HWY_RESTRICT src, int64_t ld, float* HWY_RESTRICT dst, int64_t rows, int64_t cols,
+                 bool accumulate) {
+  if (!accumulate)
+    for (int64_t j = 0; j < cols; ++j) dst[j] = 0.f;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* s = src + r * ld;
+    int64_t j = 0;
+#if HWY_TARGET != HWY_SCALAR
+    const hn::ScalableTag<float> df;
+    const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+    for (; j + N <= cols; j += N) hn::StoreU(hn::Add(hn::LoadU(df, dst + j), hn::LoadU(df, s + j)), df, dst + j);
+#endif
+    for (; j < cols; ++j) dst[j] += s[j];
+  }
+}
+
+// Layer norm parameter gradients, rows in order: dw[j] += float(dy xhat) (xhat in double),
+// db[j] += dy (dw or db may be null).
+void LayerNormBackwardWbImpl(const float* HWY_RESTRICT x, const float* HWY_RESTRICT dy, int64_t ld,
+                             const double* HWY_RESTRICT stats, float* HWY_RESTRICT dw, float* HWY_RESTRICT db,
+                             int64_t rows, int64_t E) {
+#if HWY_TARGET != HWY_SCALAR
+  const hn::ScalableTag<double> dd;
+  const hn::Rebind<float, decltype(dd)> dfh;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(dd));
+#endif
+  for (int64_t r = 0; r < rows; ++r) {
+    const double mu = stats[2 * r], rstd = stats[2 * r + 1];
+    const float* xr = x + r * ld;
+    const float* gr = dy + r * ld;
+    int64_t j = 0;
+    if (dw) {
+#if HWY_TARGET != HWY_SCALAR
+      const auto vmu = hn::Set(dd, mu), vrstd = hn::Set(dd, rstd);
+      for (; j + N <= E; j += N) {
+        const auto xh = hn::Mul(hn::Sub(hn::PromoteTo(dd, hn::LoadU(dfh, xr + j)), vmu), vrstd);
+        const auto v = hn::DemoteTo(dfh, hn::Mul(hn::PromoteTo(dd, hn::LoadU(dfh, gr + j)), xh));
+        hn::StoreU(hn::Add(hn::LoadU(dfh, dw + j), v), dfh, dw + j);
+      }
+#endif
+      for (; j < E; ++j) dw[j] += static_cast<float>(gr[j] * ((xr[j] - mu) * rstd));
+    }
+    if (db) {
+      j = 0;
+#if HWY_TARGET != HWY_SCALAR
+      const hn::ScalableTag<float> df;
+      const int64_t NF = static_cast<int64_t>(hn::Lanes(df));
+      for (; j + NF <= E; j += NF) hn::StoreU(hn::Add(hn::LoadU(df, db + j), hn::LoadU(df, gr + j)), df, db + j);
+#endif
+      for (; j < E; ++j) db[j] += gr[j];
+    }
   }
 }
 
@@ -295,6 +452,40 @@ HWY_EXPORT(ReluBackwardImpl);
 HWY_EXPORT(AdamUpdateImpl);
 HWY_EXPORT(LayerNormForwardImpl);
 HWY_EXPORT(LayerNormBackwardDxImpl);
+HWY_EXPORT(DropoutAddForwardImpl);
+HWY_EXPORT(ReluDropoutForwardImpl);
+HWY_EXPORT(ReluDropoutBackwardImpl);
+HWY_EXPORT(SumRowsImpl);
+HWY_EXPORT(ReluDropoutBackwardBiasImpl);
+HWY_EXPORT(LayerNormBackwardWbImpl);
+
+void dropout_add_forward(const float* res, const float* x, float* y, uint8_t* keep, int64_t n, uint64_t seed,
+                         uint64_t offset, double p, float scale) {
+  HWY_DYNAMIC_DISPATCH(DropoutAddForwardImpl)(res, x, y, keep, n, seed, offset, p, scale);
+}
+
+void relu_dropout_forward(const float* x, float* y, int64_t n, uint64_t seed, uint64_t offset, double p,
+                          float scale) {
+  HWY_DYNAMIC_DISPATCH(ReluDropoutForwardImpl)(x, y, n, seed, offset, p, scale);
+}
+
+void relu_dropout_backward(const float* y, const float* dy, float* dx, int64_t n, float scale, bool accumulate) {
+  HWY_DYNAMIC_DISPATCH(ReluDropoutBackwardImpl)(y, dy, dx, n, scale, accumulate);
+}
+
+void relu_dropout_backward_bias(const float* y, const float* dy, float* dz, float* db, int64_t ld, int64_t rows,
+                                int64_t cols, float scale, bool accumulate) {
+  HWY_DYNAMIC_DISPATCH(ReluDropoutBackwardBiasImpl)(y, dy, dz, db, ld, rows, cols, scale, accumulate);
+}
+
+void sum_rows(const float* src, int64_t ld, float* dst, int64_t rows, int64_t cols, bool accumulate) {
+  HWY_DYNAMIC_DISPATCH(SumRowsImpl)(src, ld, dst, rows, cols, accumulate);
+}
+
+void layer_norm_backward_wb(const float* x, const float* dy, int64_t ld, const double* stats, float* dw, float* db,
+                            int64_t rows, int64_t E) {
+  HWY_DYNAMIC_DISPATCH(LayerNormBackwardWbImpl)(x, dy, ld, stats, dw, db, rows, E);
+}
 
 void dropout_forward(const float* x, float* y, uint8_t* keep, int64_t n, uint64_t seed, uint64_t offset,
                      double p, float scale) {
