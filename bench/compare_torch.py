@@ -106,8 +106,12 @@ def main():
     print(f"torch: {torch.__version__}, {torch.get_num_threads()} threads, math formulation")
     print(f"{'B,Hq,Hkv,Nq,Nk,D':<24} {'causal':<6} {'pass':<8} {'attn_ms':>10} {'torch_ms':>10} "
           f"{'speedup':>8} {'attn_GF/s':>10} {'torch_GF/s':>10} {'naive_ms':>10}  note")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    for line in proc.stdout:
+    # attn finishes every shape before torch starts: timing torch while attn still runs its next
+    # shapes (reading attn's output as it streams) would put both on the same cores at once.
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        return proc.returncode
+    for line in proc.stdout.splitlines():
         r = json.loads(line)
         shape = r["shape"]
         B, Hq, Hkv, Nq, Nk, D = shape
@@ -121,7 +125,7 @@ def main():
               f"{fmt(tms, '%.3f'):>10} {fmt(speed, '%.2fx'):>8} {fmt(r['gflops'], '%.1f'):>10} "
               f"{fmt(flops / (tms * 1e-3) * 1e-9 if tms else None, '%.1f'):>10} "
               f"{fmt(r['naive_ms'], '%.3f'):>10}  {note}", flush=True)
-    return proc.wait()
+    return 0
 
 
 if __name__ == "__main__":
