@@ -191,8 +191,10 @@ Tensor score_param(const char* op, const char* name, const Tensor& t, bool neede
   return as_f32_contiguous(t);
 }
 
+// convert_qkv = false keeps q, k, v in pr as given (bf16 for the bf16 kernel, which reads
+// them itself): the f32 copies would cost a full conversion pass per call for nothing.
 Prepared prepare(const char* op, const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
-                 const AttentionExtras& ex, const AttentionOptions& o) {
+                 const AttentionExtras& ex, const AttentionOptions& o, bool convert_qkv = true) {
   check_options(op, o);
   const struct {
     const char* name;
@@ -215,9 +217,9 @@ Prepared prepare(const char* op, const Tensor& q_in, const Tensor& k_in, const T
 
   Prepared pr;
   pr.rank = rank;
-  pr.q = to_4d(as_f32_rows(q_in));
-  pr.k = to_4d(as_f32_rows(k_in));
-  pr.v = to_4d(as_f32_rows(v_in));
+  pr.q = to_4d(convert_qkv ? as_f32_rows(q_in) : q_in);
+  pr.k = to_4d(convert_qkv ? as_f32_rows(k_in) : k_in);
+  pr.v = to_4d(convert_qkv ? as_f32_rows(v_in) : v_in);
   kernels::AttentionProblem& p = pr.p;
   p.B = pr.q.size(0);
   p.Hq = pr.q.size(1);
@@ -364,7 +366,13 @@ bool bf16_fused_applies(const Tensor& q, const Tensor& k, const Tensor& v, const
 
 AttentionOutput attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
                                   const AttentionExtras& extras, const AttentionOptions& opts) {
-  Prepared pr = prepare("attention", q, k, v, extras, opts);
+  // bf16 q, k, v with a dot-family score go to the bf16 kernel unconverted (what
+  // bf16_fused_applies decides for them, known before prepare).
+  const bool bf16_direct = q.dtype() == DType::bf16 && k.dtype() == DType::bf16 &&
+                           v.dtype() == DType::bf16 && !opts.need_weights &&
+                           opts.backend != AttentionBackend::reference &&
+                           (opts.score == ScoreFn::dot || opts.score == ScoreFn::scaled_dot);
+  Prepared pr = prepare("attention", q, k, v, extras, opts, !bf16_direct);
   kernels::AttentionProblem& p = pr.p;
   const size_t lead = static_cast<size_t>(pr.rank);  // dims kept of the 4-D shapes
   Tensor out = Tensor::empty({p.B, p.Hq, p.Nq, p.Dv});
@@ -372,9 +380,9 @@ AttentionOutput attention_forward(const Tensor& q, const Tensor& k, const Tensor
   Tensor weights;
   if (opts.need_weights) weights = Tensor::empty({p.B, p.Hq, p.Nq, p.Nk});
   set_strides(p.o_stride, out);
-  if (bf16_fused_applies(q, k, v, pr, opts)) {
+  if (bf16_direct || bf16_fused_applies(q, k, v, pr, opts)) {
     // bf16 q, k, v go to the bf16 kernel as they are (f32 accumulation): its tiles use the
-    // CPU's bf16 dot products. The f32 copies prepare() made serve only validation.
+    // CPU's bf16 dot products. (For cosine, prepare() made f32 copies to check the norms.)
     const Tensor q4 = to_4d(q.contiguous()), k4 = to_4d(k.contiguous()), v4 = to_4d(v.contiguous());
     kernels::AttentionProblem pb = p;
     set_strides(pb.q_stride, q4);
