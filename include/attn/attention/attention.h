@@ -102,8 +102,10 @@ struct AttentionGrads {
 };
 
 // Validates every argument (throws attn::Error naming the argument and shapes) and runs the
-// forward pass. q, k, v (and w, wq, wk, va, bias) may be f32 or bf16 and any strides; bf16 is
-// converted to f32 and outputs are f32. Views whose last dimension is contiguous are read in
+// forward pass. q, k, v (and w, wq, wk, va, bias) may be f32 or bf16 and any strides. bf16
+// q, k, v with a dot / scaled_dot (or cosine) score, no weights asked and a backend other than
+// reference go to the bf16 kernel as they are (bf16 products, f32 sums); any other bf16 is
+// converted to f32. Outputs are f32. Views whose last dimension is contiguous are read in
 // place; others are copied. Besides shapes and dtypes, attn::Error is thrown for: a score
 // parameter given that the score function does not use (or missing when it does); `scale`
 // set with a score other than scaled_dot, or not finite; temperature <= 0 or not finite;
