@@ -53,27 +53,9 @@ TEST(Bf16MatmulTraining, LinearRoutesThroughThePrecision) {
   EXPECT_EQ(0, std::memcmp(y16.data(), want16.data(), want16.size() * sizeof(float)));
 }
 
-models::Seq2SeqRNNConfig toy_config() {
-  models::Seq2SeqRNNConfig c;
-  c.src_vocab = 9;
-  c.tgt_vocab = 9;
-  c.embed_dim = 12;
-  c.hidden_dim = 16;
-  c.decoder_dim = 32;
-  c.attn_dim = 16;
-  return c;
-}
-
-double batch_loss(models::Seq2SeqRNN& model, const std::vector<data::SeqPair>& pairs) {
-  ag::NoGradGuard g;
-  model.eval();
-  std::vector<int64_t> idx(pairs.size());
-  for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int64_t>(i);
-  data::Batch b = data::collate(pairs, idx);
-  models::Seq2SeqOutput out = model.forward(b.src, b.src_lengths, b.tgt_in);
-  const int64_t B = out.logits.size(0), T = out.logits.size(1), V = out.logits.size(2);
-  return ag::cross_entropy(ag::reshape(out.logits, {B * T, V}), b.tgt_out.reshape({B * T}), 0).value().get({});
-}
+using testing::batch_loss;
+using testing::greedy_fn;
+using testing::toy_config;
 
 // The f32 test's recipe and bars (trainer_test.cpp), every product in bf16.
 TEST(Bf16MatmulTraining, LearnsToReverseSequencesLikeF32) {
@@ -91,15 +73,7 @@ TEST(Bf16MatmulTraining, LearnsToReverseSequencesLikeF32) {
   o.label_smoothing = 0.0;
   o.eval_every = 100;
   o.max_steps = 300;
-  DecodeFn greedy = [&model](const std::vector<std::vector<int32_t>>& srcs) {
-    data::Batch b = data::collate_sources(srcs);
-    decode::RnnStepDecoder dec(model);
-    decode::SearchOptions so;
-    so.max_length = 8;
-    std::vector<std::vector<int32_t>> out;
-    for (auto& h : decode::greedy_search(dec, b.src, b.src_lengths, so)) out.push_back(h.tokens);
-    return out;
-  };
+  DecodeFn greedy = greedy_fn(model);
   TrainResult r = train_seq2seq(model, train, testing::eval_set(dev), greedy, o);
   EXPECT_EQ(r.steps, 300);
   const double after = batch_loss(model, dev);

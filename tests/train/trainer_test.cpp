@@ -26,41 +26,9 @@ using testing::reversal_data;
 
 using testing::eval_set;
 
-models::Seq2SeqRNNConfig toy_config(double dropout = 0.0, int64_t encoder_layers = 1) {
-  models::Seq2SeqRNNConfig c;
-  c.encoder_layers = encoder_layers;
-  c.src_vocab = 9;
-  c.tgt_vocab = 9;
-  c.embed_dim = 12;
-  c.hidden_dim = 16;
-  c.decoder_dim = 32;
-  c.attn_dim = 16;
-  c.dropout = dropout;
-  return c;
-}
-
-DecodeFn greedy_fn(models::Seq2SeqRNN& model) {
-  return [&model](const std::vector<std::vector<int32_t>>& srcs) {
-    data::Batch b = data::collate_sources(srcs);
-    decode::RnnStepDecoder dec(model);
-    decode::SearchOptions so;
-    so.max_length = 8;
-    std::vector<std::vector<int32_t>> out;
-    for (auto& h : decode::greedy_search(dec, b.src, b.src_lengths, so)) out.push_back(h.tokens);
-    return out;
-  };
-}
-
-double batch_loss(models::Seq2SeqRNN& model, const std::vector<data::SeqPair>& pairs) {
-  ag::NoGradGuard g;
-  model.eval();
-  std::vector<int64_t> idx(pairs.size());
-  for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int64_t>(i);
-  data::Batch b = data::collate(pairs, idx);
-  models::Seq2SeqOutput out = model.forward(b.src, b.src_lengths, b.tgt_in);
-  const int64_t B = out.logits.size(0), T = out.logits.size(1), V = out.logits.size(2);
-  return ag::cross_entropy(ag::reshape(out.logits, {B * T, V}), b.tgt_out.reshape({B * T}), 0).value().get({});
-}
+using testing::batch_loss;
+using testing::greedy_fn;
+using testing::toy_config;
 
 TrainOptions quiet_options() {
   TrainOptions o;
