@@ -237,6 +237,8 @@ using testing::reversal_data;
 
 using testing::eval_set;
 
+using testing::greedy_fn;
+
 Seq2SeqRNNConfig toy_cnn_config() {
   Seq2SeqRNNConfig c;
   c.encoder = EncoderKind::cnn;
@@ -249,18 +251,6 @@ Seq2SeqRNNConfig toy_cnn_config() {
   c.conv_layers = 2;
   c.conv_kernel = 5;  // two layers see 4 steps to each side: a whole toy source
   return c;
-}
-
-train::DecodeFn greedy_fn(Seq2SeqRNN& model) {
-  return [&model](const std::vector<std::vector<int32_t>>& srcs) {
-    data::Batch b = data::collate_sources(srcs);
-    decode::RnnStepDecoder dec(model);
-    decode::SearchOptions so;
-    so.max_length = 8;
-    std::vector<std::vector<int32_t>> out;
-    for (auto& h : decode::greedy_search(dec, b.src, b.src_lengths, so)) out.push_back(h.tokens);
-    return out;
-  };
 }
 
 // One test for training, checkpoint reload and decoding: the trained model is what makes the
