@@ -52,6 +52,7 @@ struct TrainG2PArgs {
   int64_t batch = 128;
   double lr = 1e-3;
   int64_t warmup = 400;
+  std::string schedule = "inverse-sqrt";  // inverse-sqrt (the peer's) | cosine (down to 0 at --max-steps)
   double label_smoothing = 0.1;
   double beta2 = 0.98;
   double adam_eps = 1e-9;
@@ -183,6 +184,12 @@ int run_train_g2p(const TrainG2PArgs& a) {
   to.max_train_seconds = a.train_minutes * 60.0;
   to.lr = a.lr;
   to.warmup_steps = a.warmup;
+  if (a.schedule == "cosine") {
+    ATTN_CHECK(a.max_steps > 0, "train g2p: --schedule cosine decays to 0 at --max-steps; give --max-steps");
+    ATTN_CHECK(a.max_steps > a.warmup, "train g2p: --max-steps ", a.max_steps, " must exceed --warmup ", a.warmup,
+               " for --schedule cosine");
+    to.schedule = {{"type", "cosine"}, {"warmup", a.warmup}, {"total", a.max_steps}};
+  }
   to.beta2 = a.beta2;
   to.adam_eps = a.adam_eps;
   to.label_smoothing = a.label_smoothing;
@@ -283,7 +290,12 @@ void add_train_g2p(CLI::App& train, std::shared_ptr<TrainG2PArgs> args, CLI::App
   auto* t = "Training (defaults: the peer's recipe)";
   g->add_option("--batch", a.batch, "Pairs (word, pronunciation) per batch")->check(CLI::PositiveNumber)->group(t);
   g->add_option("--lr", a.lr, "Peak learning rate")->check(CLI::PositiveNumber)->group(t);
-  g->add_option("--warmup", a.warmup, "Linear warm-up steps, then inverse square root")->check(CLI::PositiveNumber)->group(t);
+  g->add_option("--warmup", a.warmup, "Linear warm-up steps, then the --schedule decay")->check(CLI::PositiveNumber)->group(t);
+  g->add_option("--schedule", a.schedule,
+                "After warm-up: inverse-sqrt (the peer's), or cosine (half a cosine down to 0 at --max-steps, "
+                "which it needs)")
+      ->check(CLI::IsMember({"inverse-sqrt", "cosine"}))
+      ->group(t);
   g->add_option("--label-smoothing", a.label_smoothing, "Label smoothing")->check(CLI::Range(0.0, 0.99))->group(t);
   g->add_option("--beta2", a.beta2, "Adam beta2")->check(CLI::Range(0.0, 0.9999999))->group(t);
   g->add_option("--clip", a.clip, "Gradient clipping norm, 0 = off (default: off transformer, 1 rnn / cnn)")
