@@ -9,11 +9,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <numbers>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -341,6 +343,37 @@ TEST_F(G2PCli, TrainMinutesStopsOnTrainingTime) {
 
 // --model cnn: the convolutional encoder is in the checkpoint's config, and eval / predict
 // rebuild it from there.
+// --schedule cosine: after the linear warm-up, half a cosine from --lr down to 0 at --max-steps;
+// each evaluation records the learning rate of the step just taken (0-based s = step - 1).
+TEST_F(G2PCli, CosineScheduleDecaysToZeroAtMaxSteps) {
+  std::vector<std::string> args = train_args("cosine", 60);
+  const auto every = std::find(args.begin(), args.end(), "--eval-every");
+  ASSERT_NE(every, args.end());
+  every[1] = "20";  // evaluations (and recorded lr) at steps 20, 40, 60
+  args.insert(args.end(), {"--schedule", "cosine"});
+  RunResult r = run(args);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  const nlohmann::json hist = read_json(path("cosine/metrics.json")).at("history");
+  ASSERT_EQ(hist.size(), 3u) << hist.dump();
+  const double peak = 1e-2, warmup = 20, total = 60;
+  for (const auto& h : hist) {
+    const double s = h.at("step").get<double>() - 1;
+    const double expected = s < warmup ? peak * (s + 1) / warmup
+                                       : peak * (1 + std::cos(std::numbers::pi * (s - warmup) / (total - warmup))) / 2;
+    EXPECT_NEAR(h.at("lr").get<double>(), expected, 1e-12) << "step " << s + 1;
+  }
+  EXPECT_LT(hist.back().at("lr").get<double>(), 2e-5);  // 0.0015 of the peak one step before the end
+
+  // It needs the step count it decays to.
+  args = train_args("cosine_no_steps", 0);
+  args.insert(args.end(), {"--schedule", "cosine"});
+  r = run(args);
+  EXPECT_EQ(r.status, 2) << r.out << r.err;
+  EXPECT_TRUE(contains(r.err, "--schedule cosine")) << r.err;
+  EXPECT_TRUE(contains(r.err, "--max-steps")) << r.err;
+  EXPECT_FALSE(fs::exists(path("cosine_no_steps")));
+}
+
 TEST_F(G2PCli, CnnEncoderTrainsAndIsRebuiltFromItsCheckpoint) {
   std::vector<std::string> args = train_args("cnn", 20);
   args[5] = "cnn";
