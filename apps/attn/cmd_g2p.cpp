@@ -172,7 +172,7 @@ int run_train_g2p(const TrainG2PArgs& a) {
   if (precision == cpu::MatmulPrecision::bf16)
     std::printf("  matmul: bf16 (%s; bf16 inputs, f32 accumulation)\n", cpu::bf16_gemm_path_name());
   std::fflush(stdout);
-  // Every matrix product of training and dev decoding; the attention kernels stay f32.
+  // Every matrix product of training (dev decoding is f32, below); the attention kernels stay f32.
   cpu::MatmulPrecisionScope precision_scope(precision);
 
   train::TrainOptions to;
@@ -207,6 +207,9 @@ int run_train_g2p(const TrainG2PArgs& a) {
   double eval_seconds = 0;
   auto decode_fn = [&](const std::vector<std::vector<int32_t>>& srcs) {
     Timer t;
+    // Dev decoding in f32 whatever --matmul says: `attn eval` and `attn predict` run in f32,
+    // so the checkpoint kept as best is the best under the precision it will be used in.
+    cpu::MatmulPrecisionScope f32_scope(cpu::MatmulPrecision::f32);
     std::vector<std::vector<int32_t>> out;
     for (auto& h : m->decode(srcs, {})) out.push_back(std::move(h.tokens));
     eval_seconds += t.seconds();
@@ -321,7 +324,7 @@ void add_train_g2p(CLI::App& train, std::shared_ptr<TrainG2PArgs> args, CLI::App
   g->add_flag("--resume", a.resume, "Continue from DIR/last.safetensors when it exists")->group(t);
   g->add_option("--matmul", a.matmul,
                  "Precision of the matrix products: f32, or bf16 (bf16 inputs, f32 accumulation: faster on CPUs "
-                 "with AMX / AVX512-BF16); a resumed run uses what is given now")
+                 "with AMX / AVX512-BF16); a resumed run uses what is given now; dev evaluation is f32, as eval and predict")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->group(t);
   g->add_option("--json", a.json, "Metrics JSON file (default DIR/metrics.json), rewritten at every evaluation")->group(t);
