@@ -83,13 +83,49 @@ void Exp2Array(const float* x, float* y, int64_t n) {
 
 // ---------------------------------------------------------------- f32 tile kernels
 
-// Qt[d][r] = q_r[d] * row_mul[r] for r < nrows, 0 for nrows <= r < kBr.
-void PackQt(const float* const* rows, const float* row_mul, int nrows, int64_t D, float* qt) {
-  for (int64_t dd = 0; dd < D; ++dd) {
-    float* dst = qt + dd * kBr;
-    for (int r = 0; r < nrows; ++r) dst[r] = rows[r][dd] * row_mul[r];
-    for (int r = nrows; r < kBr; ++r) dst[r] = 0.f;
+// Rows r .. r + 3 of Qt: 4 x 4 tiles transposed in 128-bit registers (the scalar target
+// has none: element by element there).
+HWY_INLINE void PackQt4(const float* const* rows, const float* row_mul, int r, int64_t D, float* qt) {
+#if HWY_TARGET == HWY_SCALAR
+  for (int64_t dd = 0; dd < D; ++dd)
+    for (int u = 0; u < 4; ++u) qt[dd * kBr + r + u] = rows[r + u][dd] * row_mul[r + u];
+#else
+  const hn::FixedTag<float, 4> d4;
+  const auto m0 = hn::Set(d4, row_mul[r]), m1 = hn::Set(d4, row_mul[r + 1]),
+             m2 = hn::Set(d4, row_mul[r + 2]), m3 = hn::Set(d4, row_mul[r + 3]);
+  int64_t dd = 0;
+  for (; dd + 4 <= D; dd += 4) {
+    const auto a = hn::Mul(hn::LoadU(d4, rows[r] + dd), m0);
+    const auto b = hn::Mul(hn::LoadU(d4, rows[r + 1] + dd), m1);
+    const auto c = hn::Mul(hn::LoadU(d4, rows[r + 2] + dd), m2);
+    const auto e = hn::Mul(hn::LoadU(d4, rows[r + 3] + dd), m3);
+    const auto ab_lo = hn::InterleaveLower(d4, a, b), ce_lo = hn::InterleaveLower(d4, c, e);
+    const auto ab_hi = hn::InterleaveUpper(d4, a, b), ce_hi = hn::InterleaveUpper(d4, c, e);
+    float* dst = qt + dd * kBr + r;
+    hn::StoreU(hn::ConcatLowerLower(d4, ce_lo, ab_lo), d4, dst);
+    hn::StoreU(hn::ConcatUpperUpper(d4, ce_lo, ab_lo), d4, dst + kBr);
+    hn::StoreU(hn::ConcatLowerLower(d4, ce_hi, ab_hi), d4, dst + 2 * kBr);
+    hn::StoreU(hn::ConcatUpperUpper(d4, ce_hi, ab_hi), d4, dst + 3 * kBr);
   }
+  for (; dd < D; ++dd)
+    for (int u = 0; u < 4; ++u) qt[dd * kBr + r + u] = rows[r + u][dd] * row_mul[r + u];
+#endif
+}
+
+// Qt[d][r] = q_r[d] * row_mul[r] for r < nrows, 0 for nrows <= r < round_up(nrows, kN) (the
+// lanes QkPacked reads). At short sequences this packing costs as much as Q·Kᵀ itself when
+// done element by element, hence the 4 x 4 register transposes.
+void PackQt(const float* const* rows, const float* row_mul, int nrows, int64_t D, float* qt) {
+  int r = 0;
+  for (; r + 4 <= nrows; r += 4) PackQt4(rows, row_mul, r, D, qt);
+  for (; r < nrows; ++r) {
+    const float* src = rows[r];
+    const float mul = row_mul[r];
+    for (int64_t dd = 0; dd < D; ++dd) qt[dd * kBr + r] = src[dd] * mul;
+  }
+  const int lanes = (nrows + kN - 1) / kN * kN;
+  if (nrows < lanes)
+    for (int64_t dd = 0; dd < D; ++dd) std::fill(qt + dd * kBr + nrows, qt + dd * kBr + lanes, 0.f);
 }
 
 // st[c][:] for RK keys x QV query vectors: broadcast k_c[d], stream Qt[d][:].
@@ -336,7 +372,10 @@ void BlockForward(const Ctx<T>& c, const Row* rows, int nrows, int64_t ka, int64
     s.m[r] = kNegInf;
     s.l[r] = 0.f;
   }
-  std::fill(s.o.get(), s.o.get() + kBr * c.ldo, 0.f);
+  // Only the block's rows (the bf16 tiles: whole 16-row groups), all that P·V and FinishRows
+  // read: a short sequence fills few of the kBr.
+  const int o_rows = c.use_bf16 ? std::min(kBr, (nrows + 15) / 16 * 16) : nrows;
+  std::fill(s.o.get(), s.o.get() + o_rows * c.ldo, 0.f);
 
   // Pack the query block (normalised for cosine).
   for (int r = 0; r < nrows; ++r) {
@@ -480,6 +519,7 @@ void BlockForward(const Ctx<T>& c, const Row* rows, int nrows, int64_t ka, int64
 // Writes out = O / l and lse for the rows of a finished block.
 void FinishRows(const Row* rows, int nrows, const float* m, const float* l, const float* o,
                 int64_t ldo, int64_t Dv) {
+  const DF d;
   for (int r = 0; r < nrows; ++r) {
     float* out = rows[r].out;
     if (m[r] == kNegInf || !(l[r] > 0.f)) {
@@ -488,7 +528,11 @@ void FinishRows(const Row* rows, int nrows, const float* m, const float* l, cons
       continue;
     }
     const float inv = 1.f / l[r];
-    for (int64_t e = 0; e < Dv; ++e) out[e] = o[r * ldo + e] * inv;
+    const VF vinv = hn::Set(d, inv);
+    const float* orow = o + r * ldo;
+    int64_t e = 0;
+    for (; e + kN <= Dv; e += kN) hn::StoreU(hn::Load(d, orow + e) * vinv, d, out + e);
+    for (; e < Dv; ++e) out[e] = orow[e] * inv;
     if (rows[r].lse) *rows[r].lse = (m[r] + std::log2(l[r])) * kLn2;
   }
 }
