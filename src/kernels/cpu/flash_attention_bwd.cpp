@@ -245,17 +245,9 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb0,
     all = all.empty() ? rows[t] : RowRange{std::min(all.lo, rows[t].lo), std::max(all.hi, rows[t].hi)};
     const float* kbase = job.k + b * p.k_stride[0] + g * p.k_stride[1] + j0[t] * p.k_stride[2];
     const float* vbase = job.v + b * p.v_stride[0] + g * p.v_stride[1] + j0[t] * p.v_stride[2];
-    for (int64_t j = 0; j < ke[t]; ++j) {
-      const float* kr = kbase + j * p.k_stride[2];
-      const float* vr = vbase + j * p.v_stride[2];
-      std::memcpy(s.kp[t] + j * Dp, kr, sizeof(float) * D);
-      for (int64_t c = 0; c < D; ++c) s.kt[t][c * kBc + j] = kr[c];
-      for (int64_t c = 0; c < Dv; ++c) s.vt[t][c * kBc + j] = vr[c];
-    }
-    if (ke[t] < kw[t]) {
-      for (int64_t c = 0; c < D; ++c) std::fill(s.kt[t] + c * kBc + ke[t], s.kt[t] + c * kBc + kw[t], 0.f);
-      for (int64_t c = 0; c < Dv; ++c) std::fill(s.vt[t] + c * kBc + ke[t], s.vt[t] + c * kBc + kw[t], 0.f);
-    }
+    for (int64_t j = 0; j < ke[t]; ++j) std::memcpy(s.kp[t] + j * Dp, kbase + j * p.k_stride[2], sizeof(float) * D);
+    tiles_bwd::transpose_rows(kbase, p.k_stride[2], ke[t], D, s.kt[t], kBc, kw[t]);
+    tiles_bwd::transpose_rows(vbase, p.v_stride[2], ke[t], Dv, s.vt[t], kBc, kw[t]);
   }
   // Whether dk_acc[t], dv_acc[t] hold a first product yet (stored, not added: no zeroing).
   bool have_dkv[flash_bwd::kMaxGroup] = {false, false, false, false};
@@ -422,6 +414,20 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb0,
   }
 }
 
+// Σ_c x[c]·y[c] in double (f32 inputs widened lane by lane), rounded to f32.
+float dot_f64(const float* x, const float* y, int64_t n) {
+  const hn::ScalableTag<double> dd;
+  const hn::Rebind<float, decltype(dd)> df;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(dd));
+  auto acc = hn::Zero(dd);
+  int64_t c = 0;
+  for (; c + L <= n; c += L)
+    acc = hn::MulAdd(hn::PromoteTo(dd, hn::LoadU(df, x + c)), hn::PromoteTo(dd, hn::LoadU(df, y + c)), acc);
+  double sum = hn::GetLane(hn::SumOfLanes(dd, acc));
+  for (; c < n; ++c) sum += static_cast<double>(x[c]) * y[c];
+  return static_cast<float>(sum);
+}
+
 }  // namespace flash_bwd_impl
 
 void FlashBackwardImpl(const flash_bwd::Job& job) {
@@ -440,10 +446,7 @@ void FlashBackwardImpl(const flash_bwd::Job& job) {
     for (int64_t r = 0; r < job.delta_rows; ++r) {
       const int64_t i = r % p.Nq, bh = r / p.Nq, h = bh % p.Hq, b = bh / p.Hq;
       const float* o = job.out + b * p.o_stride[0] + h * p.o_stride[1] + i * p.o_stride[2];
-      const float* dor = job.dout + r * p.Dv;
-      double acc = 0.0;
-      for (int64_t c = 0; c < p.Dv; ++c) acc += static_cast<double>(o[c]) * dor[c];
-      job.delta[r] = static_cast<float>(acc);
+      job.delta[r] = flash_bwd_impl::dot_f64(o, job.dout + r * p.Dv, p.Dv);
     }
 #pragma omp for schedule(dynamic, 1)
     for (int64_t u = 0; u < job.n_stat_blocks; ++u)
