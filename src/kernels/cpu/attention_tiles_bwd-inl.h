@@ -97,26 +97,23 @@ HWY_INLINE void tile_gemm(int64_t M, int64_t width, int64_t K, const float* a, i
 }
 
 // dst[c * ldd + j] = src[j * lds + c] for j < rows, c < cols, and 0 for rows <= j < pad_to
-// (a multiple of 4; packing Kᵀ, Vᵀ with zero columns up to the tile width): 4 x 4 tiles
-// transposed in 128-bit registers, element by element at the edges (and on the scalar
-// target). At short sequences the packs cost as much as the tile products when done element
-// by element.
+// (pad_to >= rows, a multiple of 4: Kᵀ, Vᵀ packs with zero columns up to the tile width).
+// 4 x 4 tiles are transposed in 128-bit registers (rows past `rows` read as zeros), columns
+// past the last multiple of 4 element by element (all of them on the scalar target). At
+// short sequences the packs cost as much as the tile products when done element by element.
 HWY_INLINE void transpose_rows(const float* HWY_RESTRICT src, int64_t lds, int64_t rows, int64_t cols,
                                float* HWY_RESTRICT dst, int64_t ldd, int64_t pad_to) {
-  int64_t j = 0;
 #if HWY_TARGET != HWY_SCALAR
   const hn::FixedTag<float, 4> d4;
-  // Zero whole 4-float groups from the one holding row `rows` on; the rows below are then
-  // written over.
-  if (rows < pad_to)
-    for (int64_t c = 0; c < cols; ++c)
-      for (int64_t z = rows / 4 * 4; z < pad_to; z += 4) hn::StoreU(hn::Zero(d4), d4, dst + c * ldd + z);
-  for (; j + 4 <= rows; j += 4) {
+  const int64_t cols4 = cols / 4 * 4;
+  for (int64_t j = 0; j < pad_to; j += 4) {
     const float* s0 = src + j * lds;
-    int64_t c = 0;
-    for (; c + 4 <= cols; c += 4) {
-      const auto a = hn::LoadU(d4, s0 + c), b = hn::LoadU(d4, s0 + lds + c);
-      const auto e = hn::LoadU(d4, s0 + 2 * lds + c), f = hn::LoadU(d4, s0 + 3 * lds + c);
+    const int64_t valid = rows - j < 4 ? (rows - j > 0 ? rows - j : 0) : 4;
+    for (int64_t c = 0; c < cols4; c += 4) {
+      const auto a = valid > 0 ? hn::LoadU(d4, s0 + c) : hn::Zero(d4);
+      const auto b = valid > 1 ? hn::LoadU(d4, s0 + lds + c) : hn::Zero(d4);
+      const auto e = valid > 2 ? hn::LoadU(d4, s0 + 2 * lds + c) : hn::Zero(d4);
+      const auto f = valid > 3 ? hn::LoadU(d4, s0 + 3 * lds + c) : hn::Zero(d4);
       const auto ab_lo = hn::InterleaveLower(d4, a, b), ef_lo = hn::InterleaveLower(d4, e, f);
       const auto ab_hi = hn::InterleaveUpper(d4, a, b), ef_hi = hn::InterleaveUpper(d4, e, f);
       float* o = dst + c * ldd + j;
@@ -125,15 +122,13 @@ HWY_INLINE void transpose_rows(const float* HWY_RESTRICT src, int64_t lds, int64
       hn::StoreU(hn::ConcatLowerLower(d4, ef_hi, ab_hi), d4, o + 2 * ldd);
       hn::StoreU(hn::ConcatUpperUpper(d4, ef_hi, ab_hi), d4, o + 3 * ldd);
     }
-    for (; c < cols; ++c)
-      for (int64_t u = 0; u < 4; ++u) dst[c * ldd + j + u] = s0[u * lds + c];
+    for (int64_t c = cols4; c < cols; ++c)
+      for (int64_t u = 0; u < 4; ++u) dst[c * ldd + j + u] = u < valid ? s0[u * lds + c] : 0.f;
   }
 #else
   for (int64_t c = 0; c < cols; ++c)
-    for (int64_t z = rows; z < pad_to; ++z) dst[c * ldd + z] = 0.f;
+    for (int64_t j = 0; j < pad_to; ++j) dst[c * ldd + j] = j < rows ? src[j * lds + c] : 0.f;
 #endif
-  for (; j < rows; ++j)
-    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + j] = src[j * lds + c];
 }
 
 // y[0, n) += alpha * x[0, n) (any n).
