@@ -229,6 +229,12 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb0,
       kw[flash_bwd::kMaxGroup];
   RowRange rows[flash_bwd::kMaxGroup];
   RowRange all{};
+  // Rows whose width needs no padding (D, Dv multiples of 16) are read in place — Q, dO and K
+  // as tile operands — instead of copied into the padded tiles: at short sequences these row
+  // copies cost as much as a tile product.
+  const bool q_in_place = D == Dp, do_in_place = Dv == Dvp;
+  const float* kdq[flash_bwd::kMaxGroup];  // B operand of dQ: K rows
+  const int64_t ld_kdq = q_in_place ? p.k_stride[2] : Dp;
   for (int64_t t = 0; t < n_blocks; ++t) {
     j0[t] = (kb0 + t) * kBc;
     kn[t] = std::min(kBc, Nk - j0[t]);
@@ -245,7 +251,9 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb0,
     all = all.empty() ? rows[t] : RowRange{std::min(all.lo, rows[t].lo), std::max(all.hi, rows[t].hi)};
     const float* kbase = job.k + b * p.k_stride[0] + g * p.k_stride[1] + j0[t] * p.k_stride[2];
     const float* vbase = job.v + b * p.v_stride[0] + g * p.v_stride[1] + j0[t] * p.v_stride[2];
-    for (int64_t j = 0; j < ke[t]; ++j) std::memcpy(s.kp[t] + j * Dp, kbase + j * p.k_stride[2], sizeof(float) * D);
+    kdq[t] = q_in_place ? kbase : s.kp[t];
+    if (!q_in_place)
+      for (int64_t j = 0; j < ke[t]; ++j) std::memcpy(s.kp[t] + j * Dp, kbase + j * p.k_stride[2], sizeof(float) * D);
     tiles_bwd::transpose_rows(kbase, p.k_stride[2], ke[t], D, s.kt[t], kBc, kw[t]);
     tiles_bwd::transpose_rows(vbase, p.v_stride[2], ke[t], Dv, s.vt[t], kBc, kw[t]);
   }
@@ -274,9 +282,13 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb0,
       // Q and dO rows, padded (A operands of S and dP; B operands of dK and dV).
       const float* qbase = job.q + b * p.q_stride[0] + h * p.q_stride[1] + i0 * p.q_stride[2];
       const float* dobase = job.dout + (bh * Nq + i0) * Dv;
+      const float* qa = q_in_place ? qbase : s.qp;
+      const int64_t ldq = q_in_place ? p.q_stride[2] : Dp;
+      const float* doa = do_in_place ? dobase : s.dop;
+      const int64_t lddo = do_in_place ? Dv : Dvp;
       for (int64_t i = 0; i < qn; ++i) {
-        std::memcpy(s.qp + i * Dp, qbase + i * p.q_stride[2], sizeof(float) * D);
-        std::memcpy(s.dop + i * Dvp, dobase + i * Dv, sizeof(float) * Dv);
+        if (!q_in_place) std::memcpy(s.qp + i * Dp, qbase + i * p.q_stride[2], sizeof(float) * D);
+        if (!do_in_place) std::memcpy(s.dop + i * Dvp, dobase + i * Dv, sizeof(float) * Dv);
       }
 
       bool have_dq = false;  // whether s.dqt holds this tile's dS K yet
@@ -285,7 +297,7 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb0,
         const int64_t jb = j0[t], kb_n = ke[t], kb_w = kw[t];
 
         // S = Q Kᵀ (raw), kb_w columns.
-        tile_gemm(qn, kb_w, D, s.qp, Dp, 1, s.kt[t], kBc, s.pt, kBc, false);
+        tile_gemm(qn, kb_w, D, qa, ldq, 1, s.kt[t], kBc, s.pt, kBc, false);
 
         // P = exp(S·scale + bias − lse), 0 where hidden or the row has no visible key; rows
         // with their own stats: P = exp(S·scale + bias − m) / l.
@@ -334,7 +346,7 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb0,
         }
 
         // dP = dO Vᵀ.
-        tile_gemm(qn, kb_w, Dv, s.dop, Dvp, 1, s.vt[t], kBc, s.dst, kBc, false);
+        tile_gemm(qn, kb_w, Dv, doa, lddo, 1, s.vt[t], kBc, s.dst, kBc, false);
 
         // dS = P ∘ (dP − D_i); with dropout dP is that of the undropped weights:
         // dP_ij = keep_ij/(1−rate) · dO_i·v_j, and dV uses the dropped weights.
@@ -369,10 +381,10 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb0,
             std::memcpy(job.dbias + ((bh * Nq) + i0 + i) * Nk + jb, s.dst + i * kBc, sizeof(float) * kb_n);
 
         // dV += Pᵀ dO;  dK += dSᵀ Q (scaled at the end);  dQ_tile (+)= dS K.
-        tile_gemm(kb_n, Dvp, qn, pv, 1, kBc, s.dop, Dvp, s.dv_acc[t], Dvp, have_dkv[t]);
-        tile_gemm(kb_n, Dp, qn, s.dst, 1, kBc, s.qp, Dp, s.dk_acc[t], Dp, have_dkv[t]);
+        tile_gemm(kb_n, Dvp, qn, pv, 1, kBc, doa, lddo, s.dv_acc[t], Dvp, have_dkv[t]);
+        tile_gemm(kb_n, Dp, qn, s.dst, 1, kBc, qa, ldq, s.dk_acc[t], Dp, have_dkv[t]);
         have_dkv[t] = true;
-        tile_gemm(qn, Dp, kb_n, s.dst, kBc, 1, s.kp[t], Dp, s.dqt, Dp, have_dq);
+        tile_gemm(qn, Dp, kb_n, s.dst, kBc, 1, kdq[t], ld_kdq, s.dqt, Dp, have_dq);
         have_dq = true;
       }
       float* dq_rows = dq_part + (bh * Nq + i0) * D;
