@@ -29,6 +29,8 @@ struct BenchArgs {
   int reps = 5;
   bool json = false;
   bool quick = false;
+  bool key_lengths = false;
+  bool no_baselines = false;
 };
 
 nlohmann::json row_json(const BenchRow& r) {
@@ -36,6 +38,7 @@ nlohmann::json row_json(const BenchRow& r) {
   const BenchShape& s = r.shape;
   j["shape"] = {s.B, s.Hq, s.Hkv, s.Nq, s.Nk, s.D};
   j["causal"] = s.causal;
+  j["key_lengths"] = s.key_lengths;
   j["pass"] = r.pass;
   j["backend"] = r.backend;
   j["dtype"] = dtype_name(r.dtype);
@@ -62,8 +65,9 @@ nlohmann::json row_json(const BenchRow& r) {
 void print_row(const BenchRow& r) {
   const BenchShape& s = r.shape;
   char shape[96];
-  std::snprintf(shape, sizeof shape, "%lld,%lld,%lld,%lld,%lld,%lld%s", (long long)s.B, (long long)s.Hq,
-                (long long)s.Hkv, (long long)s.Nq, (long long)s.Nk, (long long)s.D, s.causal ? " causal" : "");
+  std::snprintf(shape, sizeof shape, "%lld,%lld,%lld,%lld,%lld,%lld%s%s", (long long)s.B, (long long)s.Hq,
+                (long long)s.Hkv, (long long)s.Nq, (long long)s.Nk, (long long)s.D, s.causal ? " causal" : "",
+                s.key_lengths ? " padded" : "");
   if (r.reps == 0) {
     std::printf("%-30s %-8s %-9s  %s\n", shape, r.pass.c_str(), r.backend.c_str(), r.note.c_str());
     return;
@@ -94,6 +98,7 @@ int run_bench_attention(const BenchArgs& a) {
     for (const std::string& t : a.shapes) {
       BenchShape s = parse_bench_shape(t);
       s.causal = a.causal;
+      s.key_lengths = a.key_lengths;
       shapes.push_back(s);
     }
   }
@@ -101,8 +106,9 @@ int run_bench_attention(const BenchArgs& a) {
   opts.backward = a.backward;
   opts.dtype = a.dtype == "bf16" ? DType::bf16 : DType::f32;
   opts.reps = a.reps;
+  opts.baselines = !a.no_baselines;
 
-  const double gemm = measure_sgemm_gflops();
+  const double gemm = opts.baselines ? measure_sgemm_gflops() : 0.0;
   bool any_decode = false;
   for (const BenchShape& s : shapes) any_decode |= s.Nq == 1;
   const double triad = any_decode ? measure_triad_gbps() : 0.0;
@@ -140,6 +146,10 @@ Runner setup_bench(CLI::App& app) {
   att->add_option("--reps", args->reps, "Timed repetitions per pass (median reported; fewer for slow passes)");
   att->add_flag("--json", args->json, "One JSON object per line per shape and pass");
   att->add_flag("--quick", args->quick, "A short default set");
+  att->add_flag("--key-lengths", args->key_lengths,
+                "Padded batches (with --shape): key_lengths[b] = Nk - b mod (Nk/2 + 1)");
+  att->add_flag("--no-baselines", args->no_baselines,
+                "Time the API pass only: no SGEMM, naive kernel or peak-memory rerun (for profiling)");
   Runner train = setup_bench_train(app);
   Runner decode = setup_bench_decode(app);
   Runner gemm = setup_bench_gemm(app);

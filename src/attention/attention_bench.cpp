@@ -159,6 +159,13 @@ kernels::AttentionProblem contiguous_problem(const BenchShape& s, bool causal) {
 
 }  // namespace
 
+Tensor bench_key_lengths(const BenchShape& shape) {
+  std::vector<int32_t> len(static_cast<size_t>(shape.B));
+  for (int64_t b = 0; b < shape.B; ++b)
+    len[static_cast<size_t>(b)] = static_cast<int32_t>(shape.Nk - b % (shape.Nk / 2 + 1));
+  return Tensor::from_vector_i32(len, {shape.B});
+}
+
 double measure_sgemm_gflops(int64_t n, int reps) {
   std::vector<float> a(static_cast<size_t>(n * n)), b(a.size()), c(a.size());
   for (size_t i = 0; i < a.size(); ++i) a[i] = b[i] = 1.f / static_cast<float>(1 + i % 7);
@@ -195,36 +202,42 @@ std::vector<BenchRow> bench_attention_shape(const BenchShape& shape, const Bench
          v = bf16 ? v32.to(DType::bf16) : v32;
   AttentionOptions ao;
   ao.causal = s.causal;
-  const AttentionExtras extras;
+  AttentionExtras extras;
+  if (s.key_lengths) extras.key_lengths = bench_key_lengths(s);
 
-  // Check on a slice (batch 0, the first kv head's query group, the first rows and keys)
-  // before timing: the automatic backend against the reference, and find out which one
+  // Check on a slice (the last batch, the first kv head's query group, the first rows and
+  // keys) before timing: the automatic backend against the reference, and find out which one
   // the automatic backend uses (the fused backend throws when it is not built).
   const int64_t G = s.Hq / s.Hkv, nq = std::min<int64_t>(s.Nq, 96), nk = std::min<int64_t>(s.Nk, 160);
-  const Tensor qs = q.slice(0, 0, 1).slice(1, 0, G).slice(2, 0, nq);
-  const Tensor ks = k.slice(0, 0, 1).slice(1, 0, 1).slice(2, 0, nk);
-  const Tensor vs = v.slice(0, 0, 1).slice(1, 0, 1).slice(2, 0, nk);
+  const int64_t bl = s.B - 1;
+  const Tensor qs = q.slice(0, bl, bl + 1).slice(1, 0, G).slice(2, 0, nq);
+  const Tensor ks = k.slice(0, bl, bl + 1).slice(1, 0, 1).slice(2, 0, nk);
+  const Tensor vs = v.slice(0, bl, bl + 1).slice(1, 0, 1).slice(2, 0, nk);
+  AttentionExtras extras_s;
+  if (s.key_lengths)
+    extras_s.key_lengths = Tensor::from_vector_i32(
+        {static_cast<int32_t>(std::min<int64_t>(nk, extras.key_lengths.data<int32_t>()[bl]))}, {1});
   AttentionOptions ref_opts = ao, fused_opts = ao;
   ref_opts.backend = AttentionBackend::reference;
   fused_opts.backend = AttentionBackend::fused;
-  const AttentionOutput want = attention_forward(qs, ks, vs, extras, ref_opts);
-  const AttentionOutput got = attention_forward(qs, ks, vs, extras, ao);
+  const AttentionOutput want = attention_forward(qs, ks, vs, extras_s, ref_opts);
+  const AttentionOutput got = attention_forward(qs, ks, vs, extras_s, ao);
   double check_fwd = rel_error(got.out, want.out, "out");
   bool fused_fwd = true, fused_bwd = true;
   try {
-    attention_forward(qs, ks, vs, extras, fused_opts);
+    attention_forward(qs, ks, vs, extras_s, fused_opts);
   } catch (const Error&) {
     fused_fwd = false;
   }
   double check_bwd = 0;
   Tensor dout_s = random_tensor(want.out.shape(), 9);
   if (opts.backward) {
-    const AttentionGrads gw = attention_backward(qs, ks, vs, extras, ref_opts, want, dout_s);
-    const AttentionGrads gg = attention_backward(qs, ks, vs, extras, ao, want, dout_s);
+    const AttentionGrads gw = attention_backward(qs, ks, vs, extras_s, ref_opts, want, dout_s);
+    const AttentionGrads gg = attention_backward(qs, ks, vs, extras_s, ao, want, dout_s);
     check_bwd = std::max({rel_error(gg.dq, gw.dq, "dq"), rel_error(gg.dk, gw.dk, "dk"),
                           rel_error(gg.dv, gw.dv, "dv")});
     try {
-      attention_backward(qs, ks, vs, extras, fused_opts, want, dout_s);
+      attention_backward(qs, ks, vs, extras_s, fused_opts, want, dout_s);
     } catch (const Error&) {
       fused_bwd = false;
     }
@@ -238,7 +251,9 @@ std::vector<BenchRow> bench_attention_shape(const BenchShape& shape, const Bench
   const double fwd_flops = 4.0 * s.B * s.Hq * s.Nq * s.Nk * s.D * causal_factor;
   // The double-precision reference runs at ~1 GFLOP/s: beyond this it would take minutes.
   const double ref_flop_limit = 4e9;
-  const bool naive_fits = static_cast<double>(s.Nq) * s.Nk * 4 * 2 <= 2e9;  // S and dP
+  // The naive kernels take no key lengths: only unpadded shapes get their baseline.
+  const bool naive_fits = opts.baselines && !s.key_lengths &&
+                          static_cast<double>(s.Nq) * s.Nk * 4 * 2 <= 2e9;  // S and dP
   const kernels::AttentionProblem prob = contiguous_problem(s, s.causal);
 
   std::vector<BenchRow> rows;
@@ -263,13 +278,14 @@ std::vector<BenchRow> bench_attention_shape(const BenchShape& shape, const Bench
     fr.ms = time_ms([&] { fwd = attention_forward(q, k, v, extras, ao); }, opts.reps,
                     opts.max_seconds_per_pass, &fr.reps);
     fr.gflops = fwd_flops / (fr.ms * 1e-3) * 1e-9;
-    fr.ratio_to_gemm = fr.gflops / gemm_gflops;
-    fr.extra_memory_bytes = peak_extra_bytes(
-        [&] {
-          AttentionOutput o = attention_forward(q, k, v, extras, ao);
-          (void)o;
-        },
-        tensor_bytes(fwd.out) + tensor_bytes(fwd.lse));
+    fr.ratio_to_gemm = gemm_gflops > 0 ? fr.gflops / gemm_gflops : 0.0;
+    if (opts.baselines)
+      fr.extra_memory_bytes = peak_extra_bytes(
+          [&] {
+            AttentionOutput o = attention_forward(q, k, v, extras, ao);
+            (void)o;
+          },
+          tensor_bytes(fwd.out) + tensor_bytes(fwd.lse));
     if (s.Nq == 1) {
       const double bytes = 2.0 * s.B * s.Hkv * s.Nk * s.D * static_cast<double>(dtype_size(opts.dtype));
       fr.decode_gbps = bytes / (fr.ms * 1e-3) * 1e-9;
@@ -306,15 +322,16 @@ std::vector<BenchRow> bench_attention_shape(const BenchShape& shape, const Bench
       br.ms = time_ms([&] { grads = attention_backward(q, k, v, extras, ao, fwd, dout); }, opts.reps,
                       opts.max_seconds_per_pass, &br.reps);
       br.gflops = bwd_flops / (br.ms * 1e-3) * 1e-9;
-      br.ratio_to_gemm = br.gflops / gemm_gflops;
+      br.ratio_to_gemm = gemm_gflops > 0 ? br.gflops / gemm_gflops : 0.0;
       const int64_t out_bytes = tensor_bytes(grads.dq) + tensor_bytes(grads.dk) + tensor_bytes(grads.dv);
       grads = AttentionGrads{};
-      br.extra_memory_bytes = peak_extra_bytes(
-          [&] {
-            AttentionGrads g = attention_backward(q, k, v, extras, ao, fwd, dout);
-            (void)g;
-          },
-          out_bytes);
+      if (opts.baselines)
+        br.extra_memory_bytes = peak_extra_bytes(
+            [&] {
+              AttentionGrads g = attention_backward(q, k, v, extras, ao, fwd, dout);
+              (void)g;
+            },
+            out_bytes);
       if (naive_fits) {
         std::vector<float> out(static_cast<size_t>(s.B * s.Hq * s.Nq * s.D)), lse(static_cast<size_t>(s.B * s.Hq * s.Nq));
         cpu::naive_attention_forward(prob, q32.data<float>(), k32.data<float>(), v32.data<float>(),

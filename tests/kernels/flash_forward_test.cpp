@@ -368,6 +368,27 @@ TEST(FlashForward, KeyLengths) {
   check_case(c);
 }
 
+// Training batches of short sequences (Transformer and G2P: N 6-32, D 64, padded keys):
+// one query block per (batch, head) holding only part of its rows, 4-row tails of the
+// register-transposed Q pack (N 13, 6), cross attention with Nq != Nk, causal with an offset.
+TEST(FlashForward, ShortSequencesOfTrainingBatches) {
+  Case c;
+  c.name = "short self, padded keys";
+  c.B = 5, c.Hq = 4, c.Hkv = 4, c.Nq = 13, c.Nk = 13, c.D = 64, c.Dv = 64;
+  c.key_lengths = {13, 7, 1, 0, 12};
+  check_case(c);
+  c.name = "short cross, padded keys, strided";
+  c.Nq = 6, c.Nk = 16, c.key_lengths = {16, 9, 3, 0, 15}, c.strided = true;
+  check_case(c);
+  c.name = "short causal with offset";
+  c.strided = false, c.key_lengths = {}, c.Nq = 10, c.Nk = 32, c.causal = true, c.query_offset = 22;
+  check_case(c);
+  c.name = "32 tokens, padded keys, bias";
+  c.causal = false, c.query_offset = 0, c.B = 3, c.Nq = 32, c.Nk = 32, c.key_lengths = {32, 17, 31};
+  c.bias = Case::Bias::full;
+  check_case(c);
+}
+
 TEST(FlashForward, AdditiveBias) {
   Case c;
   c.B = 2, c.Hq = 2, c.Hkv = 2, c.Nq = 50, c.Nk = 81, c.D = 16, c.Dv = 16;

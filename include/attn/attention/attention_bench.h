@@ -11,12 +11,16 @@
 #include <vector>
 
 #include "attn/core/dtype.h"
+#include "attn/core/tensor.h"
 
 namespace attn {
 
 struct BenchShape {
   int64_t B = 1, Hq = 1, Hkv = 1, Nq = 1, Nk = 1, D = 64;
   bool causal = false;
+  // Padded batches: key_lengths[b] = Nk − (b mod (Nk/2 + 1)), as in training batches whose
+  // sequences are padded to the longest one (batch 0 unpadded, the others down to Nk/2).
+  bool key_lengths = false;
 };
 
 // "B,Hq,Hkv,Nq,Nk,D" → BenchShape (causal false); throws attn::Error naming the text.
@@ -32,6 +36,9 @@ struct BenchOptions {
   DType dtype = DType::f32;  // of q, k, v
   int reps = 5;
   double max_seconds_per_pass = 10.0;  // fewer repetitions for slow passes
+  // false: time the API pass only (no naive implementation, no peak-memory rerun); for
+  // profiling and instruction counts of the fused kernels at small shapes.
+  bool baselines = true;
 };
 
 // One timed pass of one shape.
@@ -57,6 +64,9 @@ struct BenchRow {
 double measure_sgemm_gflops(int64_t n = 2048, int reps = 3);
 // STREAM triad a = b + s·c over 3 × 64 MiB, best of 5, GB/s (3 arrays × 4 bytes per element).
 double measure_triad_gbps();
+
+// key_lengths [B] of a padded shape (BenchShape::key_lengths), as an i32 tensor.
+Tensor bench_key_lengths(const BenchShape& shape);
 
 // Checks then times `shape`; one row per pass (forward or decode, then backward when asked).
 // Throws attn::Error when the slice check fails.

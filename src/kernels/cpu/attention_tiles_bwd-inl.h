@@ -96,6 +96,41 @@ HWY_INLINE void tile_gemm(int64_t M, int64_t width, int64_t K, const float* a, i
   }
 }
 
+// dst[c * ldd + j] = src[j * lds + c] for j < rows, c < cols, and 0 for rows <= j < pad_to
+// (pad_to >= rows, a multiple of 4: Kᵀ, Vᵀ packs with zero columns up to the tile width).
+// 4 x 4 tiles are transposed in 128-bit registers (rows past `rows` read as zeros), columns
+// past the last multiple of 4 element by element (all of them on the scalar target). At
+// short sequences the packs cost as much as the tile products when done element by element.
+HWY_INLINE void transpose_rows(const float* HWY_RESTRICT src, int64_t lds, int64_t rows, int64_t cols,
+                               float* HWY_RESTRICT dst, int64_t ldd, int64_t pad_to) {
+#if HWY_TARGET != HWY_SCALAR
+  const hn::FixedTag<float, 4> d4;
+  const int64_t cols4 = cols / 4 * 4;
+  for (int64_t j = 0; j < pad_to; j += 4) {
+    const float* s0 = src + j * lds;
+    const int64_t valid = rows - j < 4 ? (rows - j > 0 ? rows - j : 0) : 4;
+    for (int64_t c = 0; c < cols4; c += 4) {
+      const auto a = valid > 0 ? hn::LoadU(d4, s0 + c) : hn::Zero(d4);
+      const auto b = valid > 1 ? hn::LoadU(d4, s0 + lds + c) : hn::Zero(d4);
+      const auto e = valid > 2 ? hn::LoadU(d4, s0 + 2 * lds + c) : hn::Zero(d4);
+      const auto f = valid > 3 ? hn::LoadU(d4, s0 + 3 * lds + c) : hn::Zero(d4);
+      const auto ab_lo = hn::InterleaveLower(d4, a, b), ef_lo = hn::InterleaveLower(d4, e, f);
+      const auto ab_hi = hn::InterleaveUpper(d4, a, b), ef_hi = hn::InterleaveUpper(d4, e, f);
+      float* o = dst + c * ldd + j;
+      hn::StoreU(hn::ConcatLowerLower(d4, ef_lo, ab_lo), d4, o);
+      hn::StoreU(hn::ConcatUpperUpper(d4, ef_lo, ab_lo), d4, o + ldd);
+      hn::StoreU(hn::ConcatLowerLower(d4, ef_hi, ab_hi), d4, o + 2 * ldd);
+      hn::StoreU(hn::ConcatUpperUpper(d4, ef_hi, ab_hi), d4, o + 3 * ldd);
+    }
+    for (int64_t c = cols4; c < cols; ++c)
+      for (int64_t u = 0; u < 4; ++u) dst[c * ldd + j + u] = u < valid ? s0[u * lds + c] : 0.f;
+  }
+#else
+  for (int64_t c = 0; c < cols; ++c)
+    for (int64_t j = 0; j < pad_to; ++j) dst[c * ldd + j] = j < rows ? src[j * lds + c] : 0.f;
+#endif
+}
+
 // y[0, n) += alpha * x[0, n) (any n).
 HWY_INLINE void axpy(int64_t n, float alpha, const float* HWY_RESTRICT x, float* HWY_RESTRICT y) {
   const hn::ScalableTag<float> d;

@@ -33,8 +33,9 @@ namespace attn::cpu::flash_bwd {
 // Everything the per-target code needs, prepared once (target independent).
 struct Job {
   const kernels::AttentionProblem* p;
-  const float *q, *k, *v, *lse, *dout;
-  const float* delta;           // [B, Hq, Nq]: D_i = rowsum(dO_i ∘ O_i)
+  const float *q, *k, *v, *out, *lse, *dout;
+  float* delta;                 // [B, Hq, Nq]: D_i = rowsum(dO_i ∘ O_i), filled first
+  int64_t delta_rows;           // B·Hq·Nq
   // Rows whose |lse| is too large to rebuild P from (kOwnStatsLse): own_stats[r] = 1, and the
   // backward's own row max m and 1/l (a pre-pass over the keys) in row_m, row_inv_l.
   const uint8_t* own_stats;     // [B, Hq, Nq]
@@ -43,6 +44,10 @@ struct Job {
   int64_t n_stat_blocks;
   float* dq_parts[64];          // per thread: [B, Hq, Nq, D] (part 0 is dq itself)
   int n_parts;
+  // Every key block in one unit (Nk ≤ group_blocks·kBc): each dq row has one writer, which
+  // stores it (zero when no key is visible); dq is neither pre-zeroed nor split per thread.
+  bool dq_direct;
+  int threads;
   float *dk, *dv;
   float* dbias;                 // [B, Hq, Nq, Nk] or null
   int64_t group_blocks;         // key blocks per work unit, 1 .. kMaxGroup
@@ -88,9 +93,9 @@ struct Scratch {
   float *kt[flash_bwd::kMaxGroup], *vt[flash_bwd::kMaxGroup], *kp[flash_bwd::kMaxGroup];
   float *dk_acc[flash_bwd::kMaxGroup], *dv_acc[flash_bwd::kMaxGroup];
   float *qp, *dop, *pt, *pd, *dst, *dqt;
-  Scratch(int64_t D, int64_t Dv) {
+  // G: key blocks per unit (Job::group_blocks), so that short keys allocate one block.
+  Scratch(int64_t D, int64_t Dv, int64_t G) {
     const int64_t Dp = pad_width(D), Dvp = pad_width(Dv);
-    const int64_t G = flash_bwd::kMaxGroup;
     const int64_t block_sizes[] = {D * kBc, Dv * kBc, kBc * Dp, kBc * Dp, kBc * Dvp};
     const int64_t tile_sizes[] = {kBr * Dp, kBr * Dvp, kBr * kBc, kBr * kBc, kBr * kBc, kBr * Dp};
     int64_t total = 0;
@@ -98,6 +103,9 @@ struct Scratch {
     for (int64_t s : tile_sizes) total += pad_width(s);
     buf = hwy::AllocateAligned<float>(static_cast<size_t>(total));
     float* at = buf.get();
+    // Zeroed once: pads that no unit writes (K, V columns past a block's keys are zeroed per
+    // block; Q, dO, K columns past D only feed pad columns of results) stay finite.
+    std::memset(buf.get(), 0, sizeof(float) * static_cast<size_t>(total));
     float** block_ptrs[] = {kt, vt, kp, dk_acc, dv_acc};
     for (int i = 0; i < 5; ++i)
       for (int64_t t = 0; t < G; ++t) {
@@ -178,10 +186,30 @@ void row_stats_block(const flash_bwd::Job& job, int64_t bh, int64_t qb, Scratch&
   }
 }
 
+// Visible keys [lo, hi) of query row gi among the ke keys from j0 (structural masks; key
+// lengths are already folded into ke). Empty: lo == hi.
+HWY_INLINE void visible_cols(const kernels::AttentionProblem& p, int64_t gi, int64_t j0, int64_t ke,
+                             int64_t* lo, int64_t* hi) {
+  const int64_t pos = gi + p.query_offset;
+  int64_t a = 0, e = ke;
+  if (p.causal) e = std::min(e, pos + 1 - j0);
+  if (p.has_window) {
+    a = std::max(a, pos - p.window_left - j0);
+    e = std::min(e, pos + p.window_right + 1 - j0);
+  }
+  a = std::clamp<int64_t>(a, 0, ke);
+  *lo = a;
+  *hi = std::clamp<int64_t>(e, a, ke);
+}
+
 // One work unit: key blocks kb0 .. kb0 + n_blocks − 1 of kv head g in batch b, all query
 // heads of g's group. Each query tile is loaded once for all the unit's key blocks (its Q, dO
 // and dQ rows come from memory when a head's exceed L2), and its dQ summed over them in the
-// tile before one update of dq_part.
+// tile before one update of dq_part (or, with job.dq_direct, one store into dq).
+//
+// Short keys: a block's keys past the batch's key length are never packed or computed (their
+// dK, dV rows are zero), and the score / dP tiles span the block's keys rounded up to 16,
+// not kBc, so a block of 12 keys costs 16 columns, not 64.
 void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb0, int64_t n_blocks,
                    float* dq_part, Scratch& s) {
   const kernels::AttentionProblem& p = *job.p;
@@ -190,75 +218,86 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb0,
   const int64_t D = p.D, Dv = p.Dv, Nq = p.Nq, Nk = p.Nk;
   const int64_t Dp = pad_width(D), Dvp = pad_width(Dv);
   const float scale = static_cast<float>(p.scale);
-  const int64_t klen = p.key_lengths ? std::min<int64_t>(p.key_lengths[b], Nk) : Nk;
+  const int64_t klen = p.key_lengths ? std::clamp<int64_t>(p.key_lengths[b], 0, Nk) : Nk;
+  const int64_t G = p.group();
 
-  // Per key block t: keys [j0[t], j0[t] + kn[t]), the rows that see any of them, and
-  // Kᵀ [D, kBc], Vᵀ [Dv, kBc] (B operands of S and dP, zero past kn), K padded [kBc, Dp]
-  // (B operand of dQ).
-  int64_t j0[flash_bwd::kMaxGroup], kn[flash_bwd::kMaxGroup];
+  // Per key block t: keys [j0[t], j0[t] + kn[t]), of which the first ke[t] lie within the key
+  // length (kw[t]: ke rounded up to whole 16-float vectors), the rows that see any of them, and
+  // Kᵀ [D, kBc], Vᵀ [Dv, kBc] (B operands of S and dP, zero in columns [ke, kw)), K padded
+  // [kBc, Dp] (B operand of dQ).
+  int64_t j0[flash_bwd::kMaxGroup], kn[flash_bwd::kMaxGroup], ke[flash_bwd::kMaxGroup],
+      kw[flash_bwd::kMaxGroup];
   RowRange rows[flash_bwd::kMaxGroup];
   RowRange all{};
+  // Rows whose width needs no padding (D, Dv multiples of 16) are read in place — Q, dO and K
+  // as tile operands — instead of copied into the padded tiles: at short sequences these row
+  // copies cost as much as a tile product.
+  const bool q_in_place = D == Dp, do_in_place = Dv == Dvp;
+  const float* kdq[flash_bwd::kMaxGroup];  // B operand of dQ: K rows
+  const int64_t ld_kdq = q_in_place ? p.k_stride[2] : Dp;
   for (int64_t t = 0; t < n_blocks; ++t) {
     j0[t] = (kb0 + t) * kBc;
     kn[t] = std::min(kBc, Nk - j0[t]);
+    ke[t] = std::clamp<int64_t>(klen - j0[t], 0, kn[t]);
+    kw[t] = pad_width(ke[t]);
     rows[t] = rows_seeing_key_block(p, b, j0[t], kn[t]);
     float* dk_out = job.dk + ((b * p.Hkv + g) * Nk + j0[t]) * D;
     float* dv_out = job.dv + ((b * p.Hkv + g) * Nk + j0[t]) * Dv;
-    if (rows[t].empty()) {
-      std::memset(dk_out, 0, sizeof(float) * kn[t] * D);
-      std::memset(dv_out, 0, sizeof(float) * kn[t] * Dv);
-      continue;
-    }
+    if (rows[t].empty()) ke[t] = 0;
+    // Keys no row sees get zero gradients.
+    std::memset(dk_out + ke[t] * D, 0, sizeof(float) * (kn[t] - ke[t]) * D);
+    std::memset(dv_out + ke[t] * Dv, 0, sizeof(float) * (kn[t] - ke[t]) * Dv);
+    if (rows[t].empty()) continue;
     all = all.empty() ? rows[t] : RowRange{std::min(all.lo, rows[t].lo), std::max(all.hi, rows[t].hi)};
     const float* kbase = job.k + b * p.k_stride[0] + g * p.k_stride[1] + j0[t] * p.k_stride[2];
     const float* vbase = job.v + b * p.v_stride[0] + g * p.v_stride[1] + j0[t] * p.v_stride[2];
-    std::memset(s.kt[t], 0, sizeof(float) * D * kBc);
-    std::memset(s.vt[t], 0, sizeof(float) * Dv * kBc);
-    std::memset(s.kp[t], 0, sizeof(float) * kBc * Dp);
-    for (int64_t j = 0; j < kn[t]; ++j) {
-      const float* kr = kbase + j * p.k_stride[2];
-      const float* vr = vbase + j * p.v_stride[2];
-      std::memcpy(s.kp[t] + j * Dp, kr, sizeof(float) * D);
-      for (int64_t c = 0; c < D; ++c) s.kt[t][c * kBc + j] = kr[c];
-      for (int64_t c = 0; c < Dv; ++c) s.vt[t][c * kBc + j] = vr[c];
-    }
-    std::memset(s.dk_acc[t], 0, sizeof(float) * kBc * Dp);
-    std::memset(s.dv_acc[t], 0, sizeof(float) * kBc * Dvp);
+    kdq[t] = q_in_place ? kbase : s.kp[t];
+    if (!q_in_place)
+      for (int64_t j = 0; j < ke[t]; ++j) std::memcpy(s.kp[t] + j * Dp, kbase + j * p.k_stride[2], sizeof(float) * D);
+    tiles_bwd::transpose_rows(kbase, p.k_stride[2], ke[t], D, s.kt[t], kBc, kw[t]);
+    tiles_bwd::transpose_rows(vbase, p.v_stride[2], ke[t], Dv, s.vt[t], kBc, kw[t]);
   }
+  // Whether dk_acc[t], dv_acc[t] hold a first product yet (stored, not added: no zeroing).
+  bool have_dkv[flash_bwd::kMaxGroup] = {false, false, false, false};
+
+  // dq rows of this unit's heads outside the query tiles below see no key: zero (direct mode).
+  const int64_t tiles_lo = all.empty() ? Nq : all.lo / kBr * kBr;
+  const int64_t tiles_hi = all.empty() ? Nq : std::min(Nq, (all.hi / kBr + 1) * kBr);
+  if (job.dq_direct)
+    for (int64_t h = g * G; h < (g + 1) * G; ++h) {
+      float* dq_h = dq_part + (b * p.Hq + h) * Nq * D;
+      std::memset(dq_h, 0, sizeof(float) * tiles_lo * D);
+      std::memset(dq_h + tiles_hi * D, 0, sizeof(float) * (Nq - tiles_hi) * D);
+    }
   if (all.empty()) return;
-  std::memset(s.qp, 0, sizeof(float) * kBr * Dp);
-  std::memset(s.dop, 0, sizeof(float) * kBr * Dvp);
 
   const bool dropout = p.dropout > 0.0;
   const float keep_scale = dropout ? static_cast<float>(1.0 / (1.0 - p.dropout)) : 1.f;
-  const int64_t G = p.group();
 
   for (int64_t h = g * G; h < (g + 1) * G; ++h) {
     const int64_t bh = b * p.Hq + h;
-    for (int64_t i0 = all.lo / kBr * kBr; i0 <= all.hi; i0 += kBr) {
+    for (int64_t i0 = tiles_lo; i0 < tiles_hi; i0 += kBr) {
       const int64_t qn = std::min(kBr, Nq - i0);
 
       // Q and dO rows, padded (A operands of S and dP; B operands of dK and dV).
       const float* qbase = job.q + b * p.q_stride[0] + h * p.q_stride[1] + i0 * p.q_stride[2];
       const float* dobase = job.dout + (bh * Nq + i0) * Dv;
+      const float* qa = q_in_place ? qbase : s.qp;
+      const int64_t ldq = q_in_place ? p.q_stride[2] : Dp;
+      const float* doa = do_in_place ? dobase : s.dop;
+      const int64_t lddo = do_in_place ? Dv : Dvp;
       for (int64_t i = 0; i < qn; ++i) {
-        std::memcpy(s.qp + i * Dp, qbase + i * p.q_stride[2], sizeof(float) * D);
-        std::memcpy(s.dop + i * Dvp, dobase + i * Dv, sizeof(float) * Dv);
+        if (!q_in_place) std::memcpy(s.qp + i * Dp, qbase + i * p.q_stride[2], sizeof(float) * D);
+        if (!do_in_place) std::memcpy(s.dop + i * Dvp, dobase + i * Dv, sizeof(float) * Dv);
       }
 
       bool have_dq = false;  // whether s.dqt holds this tile's dS K yet
       for (int64_t t = 0; t < n_blocks; ++t) {
         if (rows[t].empty() || rows[t].hi < i0 || rows[t].lo >= i0 + qn) continue;
-        const int64_t jb = j0[t], kb_n = kn[t];
-        // Structurally fully visible tile without bias: no per-element work.
-        bool full = kb_n == kBc && p.bias == nullptr && jb + kb_n <= klen;
-        if (p.causal && jb + kb_n - 1 > i0 + p.query_offset) full = false;
-        if (p.has_window && (jb < i0 + qn - 1 + p.query_offset - p.window_left ||
-                             jb + kb_n - 1 > i0 + p.query_offset + p.window_right))
-          full = false;
+        const int64_t jb = j0[t], kb_n = ke[t], kb_w = kw[t];
 
-        // S = Q Kᵀ (raw).
-        tile_gemm(qn, kBc, D, s.qp, Dp, 1, s.kt[t], kBc, s.pt, kBc, false);
+        // S = Q Kᵀ (raw), kb_w columns.
+        tile_gemm(qn, kb_w, D, qa, ldq, 1, s.kt[t], kBc, s.pt, kBc, false);
 
         // P = exp(S·scale + bias − lse), 0 where hidden or the row has no visible key; rows
         // with their own stats: P = exp(S·scale + bias − m) / l.
@@ -266,46 +305,48 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb0,
         for (int64_t i = 0; i < qn; ++i) {
           float* pr = s.pt + i * kBc;
           const float lse_i = lse_row[i];
-          if (lse_i == kNegInf || std::isnan(lse_i)) {
-            std::memset(pr, 0, sizeof(float) * kBc);
+          const int64_t gi = i0 + i;
+          int64_t lo, hi;
+          visible_cols(p, gi, jb, kb_n, &lo, &hi);
+          if (lse_i == kNegInf || std::isnan(lse_i) || lo >= hi) {
+            std::memset(pr, 0, sizeof(float) * kb_w);
             continue;
           }
-          if (job.own_stats[bh * Nq + i0 + i]) {
-            score_row(p, b, h, i0 + i, jb, kb_n, scale, pr);
-            const auto vm = hn::Set(d, job.row_m[bh * Nq + i0 + i]);
-            const auto vinv = hn::Set(d, job.row_inv_l[bh * Nq + i0 + i]);
-            for (int64_t j = 0; j < kBc; j += L)
+          if (job.own_stats[bh * Nq + gi]) {
+            score_row(p, b, h, gi, jb, kb_n, scale, pr);
+            const auto vm = hn::Set(d, job.row_m[bh * Nq + gi]);
+            const auto vinv = hn::Set(d, job.row_inv_l[bh * Nq + gi]);
+            for (int64_t j = 0; j < kb_w; j += L)
               hn::StoreU(hn::Mul(hn::Exp(d, hn::Sub(hn::LoadU(d, pr + j), vm)), vinv), d, pr + j);
             continue;
           }
           float row_scale = scale;
-          if (!full) {
-            // Scalar pass: hide invisible keys and columns past kn, add the bias.
-            const int64_t gi = i0 + i;
-            const float* brow = p.bias ? p.bias + b * p.bias_stride[0] + h * p.bias_stride[1] +
-                                             gi * p.bias_stride[2]
-                                       : nullptr;
-            for (int64_t j = 0; j < kBc; ++j) {
-              const int64_t gj = jb + j;
-              if (j >= kb_n || !p.visible(b, gi, gj)) {
-                pr[j] = kNegInf;
-              } else {
-                pr[j] = pr[j] * scale + (brow ? brow[gj * p.bias_stride[3]] : 0.f);
-              }
-            }
+          if (p.bias) {
+            const float* brow = p.bias + b * p.bias_stride[0] + h * p.bias_stride[1] + gi * p.bias_stride[2];
+            for (int64_t j = lo; j < hi; ++j) pr[j] = pr[j] * scale + brow[(jb + j) * p.bias_stride[3]];
             row_scale = 1.f;
           }
           const auto vs = hn::Set(d, row_scale);
           const auto vl = hn::Set(d, lse_i);
-          for (int64_t j = 0; j < kBc; j += L) {
-            const auto x = hn::MulSub(hn::LoadU(d, pr + j), vs, vl);
-            // Exp gives 0 below −104 and for −inf.
-            hn::StoreU(hn::Exp(d, x), d, pr + j);
+          if (lo == 0 && hi == kb_w) {
+            for (int64_t j = 0; j < kb_w; j += L)
+              // Exp gives 0 below −104 and for −inf.
+              hn::StoreU(hn::Exp(d, hn::MulSub(hn::LoadU(d, pr + j), vs, vl)), d, pr + j);
+          } else {
+            // Hidden columns (outside [lo, hi), and pad columns past the keys) get P = 0.
+            const auto vlo = hn::Set(d, static_cast<float>(lo));
+            const auto vhi = hn::Set(d, static_cast<float>(hi));
+            for (int64_t j = 0; j < kb_w; j += L) {
+              const auto jf = hn::Iota(d, static_cast<float>(j));
+              const auto hidden = hn::Or(hn::Lt(jf, vlo), hn::Ge(jf, vhi));
+              const auto e = hn::Exp(d, hn::MulSub(hn::LoadU(d, pr + j), vs, vl));
+              hn::StoreU(hn::IfThenZeroElse(hidden, e), d, pr + j);
+            }
           }
         }
 
         // dP = dO Vᵀ.
-        tile_gemm(qn, kBc, Dv, s.dop, Dvp, 1, s.vt[t], kBc, s.dst, kBc, false);
+        tile_gemm(qn, kb_w, Dv, doa, lddo, 1, s.vt[t], kBc, s.dst, kBc, false);
 
         // dS = P ∘ (dP − D_i); with dropout dP is that of the undropped weights:
         // dP_ij = keep_ij/(1−rate) · dO_i·v_j, and dV uses the dropped weights.
@@ -316,7 +357,7 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb0,
             const auto vdelta = hn::Set(d, delta_row[i]);
             float* dsr = s.dst + i * kBc;
             const float* pr = s.pt + i * kBc;
-            for (int64_t j = 0; j < kBc; j += L)
+            for (int64_t j = 0; j < kb_w; j += L)
               hn::StoreU(hn::Mul(hn::LoadU(d, pr + j), hn::Sub(hn::LoadU(d, dsr + j), vdelta)), d, dsr + j);
           }
         } else {
@@ -324,7 +365,7 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb0,
             float* dsr = s.dst + i * kBc;
             const float* pr = s.pt + i * kBc;
             float* pdr = s.pd + i * kBc;
-            for (int64_t j = 0; j < kBc; ++j) {
+            for (int64_t j = 0; j < kb_w; ++j) {
               const bool keep = j < kb_n && pr[j] != 0.f &&
                                 dropout_keep(p.seed, p.dropout, b, h, i0 + i, jb + j, p.Hq, Nq, Nk);
               const float f = keep ? keep_scale : 0.f;
@@ -335,19 +376,36 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb0,
           pv = s.pd;
         }
 
-        if (job.dbias)  // d(loss)/d(score after bias) is dS itself
+        if (job.dbias)  // d(loss)/d(score after bias) is dS itself (zero past kb_n: pre-filled)
           for (int64_t i = 0; i < qn; ++i)
             std::memcpy(job.dbias + ((bh * Nq) + i0 + i) * Nk + jb, s.dst + i * kBc, sizeof(float) * kb_n);
 
         // dV += Pᵀ dO;  dK += dSᵀ Q (scaled at the end);  dQ_tile (+)= dS K.
-        tile_gemm(kb_n, Dvp, qn, pv, 1, kBc, s.dop, Dvp, s.dv_acc[t], Dvp, true);
-        tile_gemm(kb_n, Dp, qn, s.dst, 1, kBc, s.qp, Dp, s.dk_acc[t], Dp, true);
-        tile_gemm(qn, Dp, kb_n, s.dst, kBc, 1, s.kp[t], Dp, s.dqt, Dp, have_dq);
+        tile_gemm(kb_n, Dvp, qn, pv, 1, kBc, doa, lddo, s.dv_acc[t], Dvp, have_dkv[t]);
+        tile_gemm(kb_n, Dp, qn, s.dst, 1, kBc, qa, ldq, s.dk_acc[t], Dp, have_dkv[t]);
+        have_dkv[t] = true;
+        tile_gemm(qn, Dp, kb_n, s.dst, kBc, 1, kdq[t], ld_kdq, s.dqt, Dp, have_dq);
         have_dq = true;
+      }
+      float* dq_rows = dq_part + (bh * Nq + i0) * D;
+      if (job.dq_direct) {
+        // dQ = dQ_tile · scale (the only writer of these rows).
+        const auto vsc = hn::Set(d, scale);
+        for (int64_t i = 0; i < qn; ++i) {
+          float* dst = dq_rows + i * D;
+          if (!have_dq) {
+            std::memset(dst, 0, sizeof(float) * D);
+            continue;
+          }
+          const float* src = s.dqt + i * Dp;
+          int64_t c = 0;
+          for (; c + L <= D; c += L) hn::StoreU(hn::Mul(hn::LoadU(d, src + c), vsc), d, dst + c);
+          for (; c < D; ++c) dst[c] = src[c] * scale;
+        }
+        continue;
       }
       if (!have_dq) continue;
       // dQ += dQ_tile · scale.
-      float* dq_rows = dq_part + (bh * Nq + i0) * D;
       for (int64_t i = 0; i < qn; ++i) tiles_bwd::axpy(D, scale, s.dqt + i * Dp, dq_rows + i * D);
     }
   }
@@ -356,11 +414,30 @@ void backward_unit(const flash_bwd::Job& job, int64_t b, int64_t g, int64_t kb0,
     if (rows[t].empty()) continue;
     float* dk_out = job.dk + ((b * p.Hkv + g) * Nk + j0[t]) * D;
     float* dv_out = job.dv + ((b * p.Hkv + g) * Nk + j0[t]) * Dv;
-    for (int64_t j = 0; j < kn[t]; ++j) {
+    if (!have_dkv[t]) {  // not reached: some tile of rows[t] ran (kept for safety)
+      std::memset(dk_out, 0, sizeof(float) * ke[t] * D);
+      std::memset(dv_out, 0, sizeof(float) * ke[t] * Dv);
+      continue;
+    }
+    for (int64_t j = 0; j < ke[t]; ++j) {
       for (int64_t c = 0; c < D; ++c) dk_out[j * D + c] = s.dk_acc[t][j * Dp + c] * scale;
       std::memcpy(dv_out + j * Dv, s.dv_acc[t] + j * Dvp, sizeof(float) * Dv);
     }
   }
+}
+
+// Σ_c x[c]·y[c] in double (f32 inputs widened lane by lane), rounded to f32.
+float dot_f64(const float* x, const float* y, int64_t n) {
+  const hn::ScalableTag<double> dd;
+  const hn::Rebind<float, decltype(dd)> df;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(dd));
+  auto acc = hn::Zero(dd);
+  int64_t c = 0;
+  for (; c + L <= n; c += L)
+    acc = hn::MulAdd(hn::PromoteTo(dd, hn::LoadU(df, x + c)), hn::PromoteTo(dd, hn::LoadU(df, y + c)), acc);
+  double sum = hn::GetLane(hn::SumOfLanes(dd, acc));
+  for (; c < n; ++c) sum += static_cast<double>(x[c]) * y[c];
+  return static_cast<float>(sum);
 }
 
 }  // namespace flash_bwd_impl
@@ -370,17 +447,24 @@ void FlashBackwardImpl(const flash_bwd::Job& job) {
   const int64_t n_kb = (p.Nk + flash_bwd::kBc - 1) / flash_bwd::kBc;
   const int64_t n_groups = (n_kb + job.group_blocks - 1) / job.group_blocks;
   const int64_t n_units = p.B * p.Hkv * n_groups;
-#pragma omp parallel num_threads(job.n_parts)
+#pragma omp parallel num_threads(job.threads)
   {
     const int tid = omp_get_thread_num();
-    flash_bwd_impl::Scratch scratch(p.D, p.Dv);
+    flash_bwd_impl::Scratch scratch(p.D, p.Dv, job.group_blocks);
     float* dq_part = job.dq_parts[tid < job.n_parts ? tid : 0];
     const int64_t n_qb = (p.Nq + flash_bwd::kBr - 1) / flash_bwd::kBr;
+    // D_i = rowsum(dO_i ∘ O_i) in double: dP − D_i cancels, so D_i should not add error.
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < job.delta_rows; ++r) {
+      const int64_t i = r % p.Nq, bh = r / p.Nq, h = bh % p.Hq, b = bh / p.Hq;
+      const float* o = job.out + b * p.o_stride[0] + h * p.o_stride[1] + i * p.o_stride[2];
+      job.delta[r] = flash_bwd_impl::dot_f64(o, job.dout + r * p.Dv, p.Dv);
+    }
 #pragma omp for schedule(dynamic, 1)
     for (int64_t u = 0; u < job.n_stat_blocks; ++u)
       flash_bwd_impl::row_stats_block(job, job.stat_blocks[u] / n_qb, job.stat_blocks[u] % n_qb, scratch);
     // Static round-robin: the same units go to the same thread in the same order on every run.
-    const int64_t T = job.n_parts;
+    const int64_t T = job.threads;
 #pragma omp for schedule(static, 1)
     for (int64_t u = 0; u < n_units; ++u) {
       // Consecutive units are neighbouring key groups, whose cost falls steadily under a causal
@@ -413,25 +497,14 @@ void flash_attention_backward(const kernels::AttentionProblem& p, const float* q
                               float* dq, float* dk, float* dv, float* dbias) {
   const int64_t D = p.D, Dv = p.Dv;
   const int64_t rows = p.B * p.Hq * p.Nq;
-  std::fill(dq, dq + rows * D, 0.f);
   if (dbias) std::fill(dbias, dbias + rows * p.Nk, 0.f);
   if (p.Nk == 0 || rows == 0) {
+    std::fill(dq, dq + rows * D, 0.f);
     std::fill(dk, dk + p.B * p.Hkv * p.Nk * D, 0.f);
     std::fill(dv, dv + p.B * p.Hkv * p.Nk * Dv, 0.f);
     return;
   }
-
-  // D_i = rowsum(dO_i ∘ O_i) in double: dP − D_i cancels, so D_i should not add error.
-  std::vector<float> delta(static_cast<size_t>(rows));
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t i = r % p.Nq, bh = r / p.Nq, h = bh % p.Hq, b = bh / p.Hq;
-    const float* o = out + b * p.o_stride[0] + h * p.o_stride[1] + i * p.o_stride[2];
-    const float* dor = dout + r * Dv;
-    double acc = 0.0;
-    for (int64_t c = 0; c < Dv; ++c) acc += static_cast<double>(o[c]) * dor[c];
-    delta[r] = static_cast<float>(acc);
-  }
+  std::vector<float> delta(static_cast<size_t>(rows));  // filled by FlashBackwardImpl
 
   // Rows too large for exp(s − lse) (kOwnStatsLse) and the query blocks holding them.
   std::vector<uint8_t> own_stats(static_cast<size_t>(rows), 0);
@@ -459,9 +532,11 @@ void flash_attention_backward(const kernels::AttentionProblem& p, const float* q
   job.q = q;
   job.k = k;
   job.v = v;
+  job.out = out;
   job.lse = lse;
   job.dout = dout;
   job.delta = delta.data();
+  job.delta_rows = rows;
   job.dk = dk;
   job.dv = dv;
   job.dbias = dbias;
@@ -480,9 +555,13 @@ void flash_attention_backward(const kernels::AttentionProblem& p, const float* q
       job.group_blocks = gb;
       break;
     }
-  const int64_t n_units = p.B * p.Hkv * ((n_kb + job.group_blocks - 1) / job.group_blocks);
-  int n_parts = static_cast<int>(std::min(threads, n_units));
-  job.n_parts = std::max(n_parts, 1);
+  const int64_t n_groups = (n_kb + job.group_blocks - 1) / job.group_blocks;
+  const int64_t n_units = p.B * p.Hkv * n_groups;
+  job.threads = std::max(static_cast<int>(std::min(threads, n_units)), 1);
+  // One key group: each dq row is stored by its one unit. Else per-thread dq buffers, summed.
+  job.dq_direct = n_groups == 1;
+  job.n_parts = job.dq_direct ? 1 : job.threads;
+  if (!job.dq_direct) std::fill(dq, dq + rows * D, 0.f);
   std::vector<float> parts(static_cast<size_t>((job.n_parts - 1) * rows * D), 0.f);
   job.dq_parts[0] = dq;
   for (int t = 1; t < job.n_parts; ++t) job.dq_parts[t] = parts.data() + (t - 1) * rows * D;

@@ -83,12 +83,45 @@ void Exp2Array(const float* x, float* y, int64_t n) {
 
 // ---------------------------------------------------------------- f32 tile kernels
 
-// Qt[d][r] = q_r[d] * row_mul[r] for r < nrows, 0 for nrows <= r < kBr.
+// Rows r .. r + 3 of Qt: 4 x 4 tiles transposed in 128-bit registers (the scalar target
+// has none: element by element there).
+HWY_INLINE void PackQt4(const float* const* rows, const float* row_mul, int r, int64_t D, float* qt) {
+#if HWY_TARGET == HWY_SCALAR
+  for (int64_t dd = 0; dd < D; ++dd)
+    for (int u = 0; u < 4; ++u) qt[dd * kBr + r + u] = rows[r + u][dd] * row_mul[r + u];
+#else
+  const hn::FixedTag<float, 4> d4;
+  const auto m0 = hn::Set(d4, row_mul[r]), m1 = hn::Set(d4, row_mul[r + 1]),
+             m2 = hn::Set(d4, row_mul[r + 2]), m3 = hn::Set(d4, row_mul[r + 3]);
+  int64_t dd = 0;
+  for (; dd + 4 <= D; dd += 4) {
+    const auto a = hn::Mul(hn::LoadU(d4, rows[r] + dd), m0);
+    const auto b = hn::Mul(hn::LoadU(d4, rows[r + 1] + dd), m1);
+    const auto c = hn::Mul(hn::LoadU(d4, rows[r + 2] + dd), m2);
+    const auto e = hn::Mul(hn::LoadU(d4, rows[r + 3] + dd), m3);
+    const auto ab_lo = hn::InterleaveLower(d4, a, b), ce_lo = hn::InterleaveLower(d4, c, e);
+    const auto ab_hi = hn::InterleaveUpper(d4, a, b), ce_hi = hn::InterleaveUpper(d4, c, e);
+    float* dst = qt + dd * kBr + r;
+    hn::StoreU(hn::ConcatLowerLower(d4, ce_lo, ab_lo), d4, dst);
+    hn::StoreU(hn::ConcatUpperUpper(d4, ce_lo, ab_lo), d4, dst + kBr);
+    hn::StoreU(hn::ConcatLowerLower(d4, ce_hi, ab_hi), d4, dst + 2 * kBr);
+    hn::StoreU(hn::ConcatUpperUpper(d4, ce_hi, ab_hi), d4, dst + 3 * kBr);
+  }
+  for (; dd < D; ++dd)
+    for (int u = 0; u < 4; ++u) qt[dd * kBr + r + u] = rows[r + u][dd] * row_mul[r + u];
+#endif
+}
+
+// Qt[d][r] = q_r[d] * row_mul[r] for r < nrows; lanes past nrows keep what they held (the
+// scratch is zeroed once). At short sequences this packing costs as much as Q·Kᵀ itself when
+// done element by element, hence the 4 x 4 register transposes.
 void PackQt(const float* const* rows, const float* row_mul, int nrows, int64_t D, float* qt) {
-  for (int64_t dd = 0; dd < D; ++dd) {
-    float* dst = qt + dd * kBr;
-    for (int r = 0; r < nrows; ++r) dst[r] = rows[r][dd] * row_mul[r];
-    for (int r = nrows; r < kBr; ++r) dst[r] = 0.f;
+  int r = 0;
+  for (; r + 4 <= nrows; r += 4) PackQt4(rows, row_mul, r, D, qt);
+  for (; r < nrows; ++r) {
+    const float* src = rows[r];
+    const float mul = row_mul[r];
+    for (int64_t dd = 0; dd < D; ++dd) qt[dd * kBr + r] = src[dd] * mul;
   }
 }
 
@@ -198,12 +231,13 @@ void QkDirect(const float* const* q, int nrows, const float* k, int64_t ldk, int
 // o[r][cv..cv+C) = alpha[r] * o + sum_{c<nk} pt[c][r] * v_c[...], R rows, C vectors.
 template <int R, int C>
 HWY_INLINE void PvMicro(const float* HWY_RESTRICT pt, int nk, const float* HWY_RESTRICT v,
-                        int64_t ldv, const float* alpha, float* HWY_RESTRICT o, int64_t ldo) {
+                        int64_t ldv, const float* alpha, float* HWY_RESTRICT o, int64_t ldo,
+                        bool fresh) {
   const DF d;
   VF acc[R][C];
   for (int r = 0; r < R; ++r) {
     const VF a = hn::Set(d, alpha[r]);
-    for (int u = 0; u < C; ++u) acc[r][u] = hn::Load(d, o + r * ldo + u * kN) * a;
+    for (int u = 0; u < C; ++u) acc[r][u] = fresh ? hn::Zero(d) : hn::Load(d, o + r * ldo + u * kN) * a;
   }
   for (int c = 0; c < nk; ++c) {
     VF vv[C];
@@ -219,35 +253,36 @@ HWY_INLINE void PvMicro(const float* HWY_RESTRICT pt, int nk, const float* HWY_R
 
 template <int R>
 void PvRows(const float* pt, int nk, const float* v, int64_t ldv, int64_t nvec,
-            const float* alpha, float* o, int64_t ldo) {
+            const float* alpha, float* o, int64_t ldo, bool fresh) {
   int64_t u = 0;
   for (; u + kPvVecs <= nvec; u += kPvVecs)
-    PvMicro<R, kPvVecs>(pt, nk, v + u * kN, ldv, alpha, o + u * kN, ldo);
+    PvMicro<R, kPvVecs>(pt, nk, v + u * kN, ldv, alpha, o + u * kN, ldo, fresh);
   switch (nvec - u) {
     case 0: break;
-    case 1: PvMicro<R, 1>(pt, nk, v + u * kN, ldv, alpha, o + u * kN, ldo); break;
-    case 2: PvMicro<R, 2>(pt, nk, v + u * kN, ldv, alpha, o + u * kN, ldo); break;
-    default: PvMicro<R, 3>(pt, nk, v + u * kN, ldv, alpha, o + u * kN, ldo); break;
+    case 1: PvMicro<R, 1>(pt, nk, v + u * kN, ldv, alpha, o + u * kN, ldo, fresh); break;
+    case 2: PvMicro<R, 2>(pt, nk, v + u * kN, ldv, alpha, o + u * kN, ldo, fresh); break;
+    default: PvMicro<R, 3>(pt, nk, v + u * kN, ldv, alpha, o + u * kN, ldo, fresh); break;
   }
 }
 
 // O block update with the tile's probabilities. v rows have stride ldv and at least
-// nvec*kN readable elements (else the caller packs them).
+// nvec*kN readable elements (else the caller packs them). fresh: the block's first tile, O
+// starts at 0 (not read: it need not be zeroed first).
 void Pv(const float* pt, int nrows, int nk, const float* v, int64_t ldv, int64_t nvec,
-        const float* alpha, float* o, int64_t ldo) {
+        const float* alpha, float* o, int64_t ldo, bool fresh) {
   int r = 0;
   for (; r + kPvRows <= nrows; r += kPvRows)
-    PvRows<kPvRows>(pt + r, nk, v, ldv, nvec, alpha + r, o + r * ldo, ldo);
+    PvRows<kPvRows>(pt + r, nk, v, ldv, nvec, alpha + r, o + r * ldo, ldo, fresh);
   const float* p = pt + r;
   const float* a = alpha + r;
   float* orow = o + r * ldo;
   switch (nrows - r) {
     case 0: break;
-    case 1: PvRows<1>(p, nk, v, ldv, nvec, a, orow, ldo); break;
-    case 2: PvRows<2>(p, nk, v, ldv, nvec, a, orow, ldo); break;
-    case 3: if constexpr (kPvRows > 3) PvRows<3>(p, nk, v, ldv, nvec, a, orow, ldo); break;
-    case 4: if constexpr (kPvRows > 4) PvRows<4>(p, nk, v, ldv, nvec, a, orow, ldo); break;
-    case 5: if constexpr (kPvRows > 5) PvRows<5>(p, nk, v, ldv, nvec, a, orow, ldo); break;
+    case 1: PvRows<1>(p, nk, v, ldv, nvec, a, orow, ldo, fresh); break;
+    case 2: PvRows<2>(p, nk, v, ldv, nvec, a, orow, ldo, fresh); break;
+    case 3: if constexpr (kPvRows > 3) PvRows<3>(p, nk, v, ldv, nvec, a, orow, ldo, fresh); break;
+    case 4: if constexpr (kPvRows > 4) PvRows<4>(p, nk, v, ldv, nvec, a, orow, ldo, fresh); break;
+    case 5: if constexpr (kPvRows > 5) PvRows<5>(p, nk, v, ldv, nvec, a, orow, ldo, fresh); break;
   }
 }
 
@@ -270,6 +305,9 @@ struct Scratch {
   std::vector<float> row_mul;
   Scratch(int64_t D, int64_t ldo, bool bf16) {
     qt = hwy::AllocateAligned<float>(static_cast<size_t>(std::max<int64_t>(D, 1) * kBr));
+    // Zeroed once: PackQt leaves lanes past a block's rows as they were (finite, never read
+    // back into a result: every softmax and P·V step is per row).
+    std::fill(qt.get(), qt.get() + std::max<int64_t>(D, 1) * kBr, 0.f);
     st = hwy::AllocateAligned<float>(static_cast<size_t>(kBc * kBr));
     o = hwy::AllocateAligned<float>(static_cast<size_t>(kBr * ldo));
     m = hwy::AllocateAligned<float>(kBr);
@@ -336,7 +374,10 @@ void BlockForward(const Ctx<T>& c, const Row* rows, int nrows, int64_t ka, int64
     s.m[r] = kNegInf;
     s.l[r] = 0.f;
   }
-  std::fill(s.o.get(), s.o.get() + kBr * c.ldo, 0.f);
+  // The f32 P·V starts O at 0 on the first tile. The bf16 tiles read O: zero the block's rows
+  // (whole 16-row groups, all they touch). With no tile at all O stays unread (m = −inf).
+  if (c.use_bf16)
+    std::fill(s.o.get(), s.o.get() + std::min(kBr, (nrows + 15) / 16 * 16) * c.ldo, 0.f);
 
   // Pack the query block (normalised for cosine).
   for (int r = 0; r < nrows; ++r) {
@@ -470,7 +511,7 @@ void BlockForward(const Ctx<T>& c, const Row* rows, int nrows, int64_t ka, int64
         vsrc = s.vpack.get();
         vld = c.ldo;
       }
-      Pv(st, nrows, nk, vsrc, vld, nvec, s.alpha.get(), s.o.get(), c.ldo);
+      Pv(st, nrows, nk, vsrc, vld, nvec, s.alpha.get(), s.o.get(), c.ldo, j0 == ka);
     } else {
       c.tiles->pv(st, kBr, nrows, nk, vtile, ldv, Dv, s.alpha.get(), s.o.get(), c.ldo, s.vpack2.get());
     }
@@ -480,6 +521,7 @@ void BlockForward(const Ctx<T>& c, const Row* rows, int nrows, int64_t ka, int64
 // Writes out = O / l and lse for the rows of a finished block.
 void FinishRows(const Row* rows, int nrows, const float* m, const float* l, const float* o,
                 int64_t ldo, int64_t Dv) {
+  const DF d;
   for (int r = 0; r < nrows; ++r) {
     float* out = rows[r].out;
     if (m[r] == kNegInf || !(l[r] > 0.f)) {
@@ -488,7 +530,11 @@ void FinishRows(const Row* rows, int nrows, const float* m, const float* l, cons
       continue;
     }
     const float inv = 1.f / l[r];
-    for (int64_t e = 0; e < Dv; ++e) out[e] = o[r * ldo + e] * inv;
+    const VF vinv = hn::Set(d, inv);
+    const float* orow = o + r * ldo;
+    int64_t e = 0;
+    for (; e + kN <= Dv; e += kN) hn::StoreU(hn::Load(d, orow + e) * vinv, d, out + e);
+    for (; e < Dv; ++e) out[e] = orow[e] * inv;
     if (rows[r].lse) *rows[r].lse = (m[r] + std::log2(l[r])) * kLn2;
   }
 }
@@ -505,8 +551,8 @@ int MakeRows(const Ctx<T>& c, int64_t b, int64_t hk, int64_t rb, Row* rows) {
   for (int64_t f = f0; f < f1; ++f, ++n) {
     Row& r = rows[n];
     r.b = b;
-    r.i = f / G;
-    r.h = hk * G + f % G;
+    r.i = G == 1 ? f : f / G;  // (no divisions in the common case)
+    r.h = G == 1 ? hk : hk * G + f % G;
     const int64_t pos = r.i + p.query_offset;
     r.lo = 0;
     r.hi = kv_len;

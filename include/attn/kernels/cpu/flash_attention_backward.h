@@ -33,10 +33,16 @@ bool flash_attention_backward_supports(const kernels::AttentionProblem& p);
 // an f32 lse: its rounding swallows log l, and the forward's f32 scores, rounded otherwise,
 // need not match these to O(1). A pre-pass over the keys gives such rows their max m and sum l
 // from this kernel's own scores, and P = exp(S − m) / l (cost: one more Q Kᵀ for their blocks).
-// dK and dV of a kv head sum over its query heads. dQ is accumulated into one buffer per
-// thread (work is assigned statically) and the buffers are summed in thread order, so the
-// result is deterministic for a fixed thread count. Extra memory: (threads − 1) × |dq| plus
-// B·Hq·Nq floats plus per-thread tiles.
+// dK and dV of a kv head sum over its query heads. Keys past a batch's key length are never
+// computed (their dK, dV are 0), and score tiles are as wide as a block's remaining keys
+// (rounded up to 16), so short padded sequences do not pay for 64-key tiles.
+// When one work unit holds every key block of its (batch, kv head) — Nk ≤ 64 × the unit's
+// blocks, as in training batches of short sentences — each dq row has a single writer and is
+// stored directly: the result is then the same at every thread count. Otherwise dQ is
+// accumulated into one buffer per thread (work is assigned statically) and the buffers are
+// summed in thread order, so the result is deterministic for a fixed thread count.
+// Extra memory: (threads − 1) × |dq| (none in the direct case) plus B·Hq·Nq floats plus
+// per-thread tiles.
 void flash_attention_backward(const kernels::AttentionProblem& p, const float* q, const float* k,
                               const float* v, const float* out, const float* lse, const float* dout,
                               float* dq, float* dk, float* dv, float* dbias = nullptr);
