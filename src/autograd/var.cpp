@@ -115,6 +115,20 @@ Var make_result(Tensor value, const char* op, const std::vector<Var>& inputs, Ba
 Tensor& grad_buffer(Node& n, bool* acc) {
   if (n.grad.defined()) {
     *acc = true;
+  } else if (n.grad_view.dim >= 0 && !n.inputs.empty() && n.inputs[0] && n.inputs[0]->requires_grad) {
+    // A block of the input's gradient (allocated and zeroed first if it has none, as the
+    // op's own backward would have done): consumers add into it in place.
+    Node& in = *n.inputs[0];
+    bool in_acc;
+    Tensor& g = grad_buffer(in, &in_acc);
+    if (!in_acc) zero(g);
+    if (!g.is_contiguous()) {
+      n.grad = Tensor::empty(n.value.shape(), n.value.dtype());
+      *acc = false;
+      return n.grad;
+    }
+    n.grad = g.slice(n.grad_view.dim, n.grad_view.start, n.grad_view.end);
+    *acc = true;
   } else {
     n.grad = Tensor::empty(n.value.shape(), n.value.dtype());
     *acc = false;
