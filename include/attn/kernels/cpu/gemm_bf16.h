@@ -18,8 +18,8 @@ void bf16_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
 
 // C[M, N] = op(A) op(B) + bias, bias [N] added to every row: the same values, bit for bit, as
 // filling every row of C with bias and calling bf16_gemm with alpha = beta = 1, without the
-// fill pass (the bias row seeds the f32 accumulators; C is only written). The fallback (no
-// bf16 instructions) fills and calls sgemm, as bf16_gemm does.
+// fill pass: the bias row seeds the f32 accumulators, and C's prior contents are never read.
+// The fallback (no bf16 instructions) fills and calls sgemm, as bf16_gemm does.
 void bf16_gemm_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                     int64_t lda, const float* B, int64_t ldb, const float* bias, float* C, int64_t ldc);
 
