@@ -106,17 +106,12 @@ Var linear(const Var& x, const Var& w, const Var& bias) {
   dispatch(x.dtype(), "linear", [&](auto tag) {
     using T = decltype(tag);
     T* o = out.data<T>();
-    T beta = 0;
     if (bias.defined()) {
       Tensor bv = bias.value().contiguous();
-      const T* pb = bv.data<T>();
-      detail::for_row_blocks(rows, out_f, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r)
-          std::memcpy(static_cast<void*>(o + r * out_f), pb, sizeof(T) * static_cast<size_t>(out_f));
-      });
-      beta = 1;
+      detail::gemm_xwt_bias(rows, out_f, in, xv.data<T>(), wv.data<T>(), bv.data<T>(), o);
+    } else {
+      gemm(false, true, rows, out_f, in, T(1), xv.data<T>(), in, wv.data<T>(), in, T(0), o, out_f);
     }
-    gemm(false, true, rows, out_f, in, T(1), xv.data<T>(), in, wv.data<T>(), in, beta, o, out_f);
   });
   return make_result(out, "linear", {&x, &w, &bias}, [xv, wv, rows, in, out_f](Node& self) {
     // y = x wᵀ + b:  dx = dy w,  dw = dyᵀ x,  db = sum_rows dy
@@ -165,11 +160,7 @@ Var linear_relu_dropout(const Var& x, const Var& w, const Var& bias, double p, u
   const Tensor xv = x.value().contiguous(), wv = w.value().contiguous(), bv = bias.value().contiguous();
   Tensor out = Tensor::empty(os, x.dtype());
   float* o = out.data<float>();
-  const float* pb = bv.data<float>();
-  detail::for_row_blocks(rows, out_f, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) std::memcpy(o + r * out_f, pb, sizeof(float) * static_cast<size_t>(out_f));
-  });
-  gemm(false, true, rows, out_f, in, 1.f, xv.data<float>(), in, wv.data<float>(), in, 1.f, o, out_f);
+  detail::gemm_xwt_bias(rows, out_f, in, xv.data<float>(), wv.data<float>(), bv.data<float>(), o);
   const float scale = static_cast<float>(1.0 / (1.0 - p));
   detail::for_blocks(rows * out_f, [&](int64_t b, int64_t e) {  // in place on the GEMM output
     cpu::relu_dropout_forward(o + b, o + b, e - b, seed, offset + static_cast<uint64_t>(b), p, scale);

@@ -183,4 +183,13 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
           int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc);
 
+// out [rows, N] = x [rows, K] wᵀ + bias (w [N, K], bias [N], all contiguous): bias copied
+// into every row (rows over threads), then a beta = 1 product. Under bf16 products
+// (cpu::matmul_precision()) the bf16 GEMM starts its sums from the bias instead: the same
+// values without the fill pass.
+void gemm_xwt_bias(int64_t rows, int64_t N, int64_t K, const float* x, const float* w, const float* bias,
+                   float* out);
+void gemm_xwt_bias(int64_t rows, int64_t N, int64_t K, const double* x, const double* w, const double* bias,
+                   double* out);
+
 }  // namespace attn::ag::detail

@@ -67,7 +67,7 @@ Var slice(const Var& a, int64_t dim, int64_t start, int64_t end) {
              ") out of bounds for dim ", dim, " of shape ", shape_str(a.shape()));
   Tensor out = detail::contiguous(a.value().slice(dim, start, end));
   auto sp = detail::split_axis(a.shape(), dim);
-  return make_result(out, "slice", {&a}, [sp, start, end](Node& self) {
+  Var r = make_result(out, "slice", {&a}, [sp, start, end](Node& self) {
     // out = a[..., start:end, ...];  da[..., start:end, ...] += dout, 0 elsewhere
     Node* t = grad_target(self, 0);
     if (!t) return;
@@ -76,9 +76,15 @@ Var slice(const Var& a, int64_t dim, int64_t start, int64_t end) {
       bool acc;
       Tensor& dt = grad_buffer(*t, &acc);
       if (!acc) detail::zero(dt);
+      // Already there when self's gradient is the block of t's (Node::grad_view).
+      if (acc && self.grad.raw_data() == static_cast<const void*>(dt.data<T>() + start * sp.inner) && sp.outer == 1)
+        return;
       add_block(dt.data<T>(), sp.n, self.grad.data<T>(), end - start, start, sp.outer, sp.inner, true);
     });
   });
+  // A block of a contiguous input: its gradient can be a block of the input's (see Node).
+  if (sp.outer == 1 && r.requires_grad() && end > start) r.node()->grad_view = {dim, start, end};
+  return r;
 }
 
 Var concat(const std::vector<Var>& xs, int64_t dim) {

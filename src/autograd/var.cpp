@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "attn/kernels/cpu/gemm.h"
+#include "attn/kernels/cpu/gemm_bf16.h"
 #include "autograd/op_util.h"
 
 namespace attn::ag {
@@ -114,6 +115,20 @@ Var make_result(Tensor value, const char* op, const std::vector<Var>& inputs, Ba
 Tensor& grad_buffer(Node& n, bool* acc) {
   if (n.grad.defined()) {
     *acc = true;
+  } else if (n.grad_view.dim >= 0 && !n.inputs.empty() && n.inputs[0] && n.inputs[0]->requires_grad) {
+    // A block of the input's gradient (allocated and zeroed first if it has none, as the
+    // op's own backward would have done): consumers add into it in place.
+    Node& in = *n.inputs[0];
+    bool in_acc;
+    Tensor& g = grad_buffer(in, &in_acc);
+    if (!in_acc) zero(g);
+    if (!g.is_contiguous()) {
+      n.grad = Tensor::empty(n.value.shape(), n.value.dtype());
+      *acc = false;
+      return n.grad;
+    }
+    n.grad = g.slice(n.grad_view.dim, n.grad_view.start, n.grad_view.end);
+    *acc = true;
   } else {
     n.grad = Tensor::empty(n.value.shape(), n.value.dtype());
     *acc = false;
@@ -214,6 +229,32 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   // sgemm, or bf16_gemm when training asked for bf16 products (cpu::matmul_precision()).
   cpu::gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+namespace {
+template <typename T>
+void fill_rows(int64_t rows, int64_t N, const T* bias, T* out) {
+  for_row_blocks(rows, N, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      std::memcpy(static_cast<void*>(out + r * N), bias, sizeof(T) * static_cast<size_t>(N));
+  });
+}
+}  // namespace
+
+void gemm_xwt_bias(int64_t rows, int64_t N, int64_t K, const float* x, const float* w, const float* bias,
+                   float* out) {
+  if (cpu::matmul_precision() == cpu::MatmulPrecision::bf16) {
+    cpu::bf16_gemm_bias(false, true, rows, N, K, x, K, w, K, bias, out, N);
+    return;
+  }
+  fill_rows(rows, N, bias, out);
+  gemm(false, true, rows, N, K, 1.f, x, K, w, K, 1.f, out, N);
+}
+
+void gemm_xwt_bias(int64_t rows, int64_t N, int64_t K, const double* x, const double* w, const double* bias,
+                   double* out) {
+  fill_rows(rows, N, bias, out);
+  gemm(false, true, rows, N, K, 1.0, x, K, w, K, 1.0, out, N);
 }
 
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,

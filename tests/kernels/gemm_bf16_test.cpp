@@ -176,6 +176,68 @@ TEST_F(Bf16GemmPaths, RoundsInputsToBf16) {
   EXPECT_LT(max_diff, 0.1);
 }
 
+// bf16_gemm_bias = fill every row of C with the bias, then bf16_gemm(alpha 1, beta 1): bit for
+// bit, for every transpose, odd sizes (edge blocks take the store path, full ones the in-place
+// one), K over several chunks, both paths, 1 and 2 threads. C starts as NaN: the biased product
+// must never read it.
+TEST_F(Bf16GemmPaths, BiasSeedEqualsFillThenAccumulate) {
+  struct Sizes {
+    int64_t M, N, K;
+  };
+  const Sizes sizes[] = {{1, 1, 1}, {3, 17, 5}, {33, 40, 31}, {64, 64, 64}, {100, 70, 257}, {64, 96, 600}, {37, 33, 1100}};
+  for (Bf16GemmPath path : paths_) {
+    bf16_gemm_force_path(path);
+    SCOPED_TRACE(bf16_gemm_path_name());
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      uint64_t seed = 71;
+      for (const Sizes& z : sizes)
+        for (int t = 0; t < 4; ++t) {
+          const bool ta = t & 1, tb = t & 2;
+          const int64_t pad = z.M % 2 ? 3 : 0;
+          const int64_t lda = (ta ? z.M : z.K) + pad, ldb = (tb ? z.K : z.N) + pad, ldc = z.N + pad;
+          const std::vector<float> A = random_matrix(ta ? z.K : z.M, ta ? z.M : z.K, lda, seed++);
+          const std::vector<float> B = random_matrix(tb ? z.N : z.K, tb ? z.K : z.N, ldb, seed++);
+          const std::vector<float> bias = random_matrix(1, z.N, z.N, seed++);
+          std::vector<float> want(static_cast<size_t>(z.M * ldc), kNan), got = want;
+          for (int64_t i = 0; i < z.M; ++i) std::memcpy(&want[i * ldc], bias.data(), sizeof(float) * z.N);
+          bf16_gemm(ta, tb, z.M, z.N, z.K, 1.f, A.data(), lda, B.data(), ldb, 1.f, want.data(), ldc);
+          bf16_gemm_bias(ta, tb, z.M, z.N, z.K, A.data(), lda, B.data(), ldb, bias.data(), got.data(), ldc);
+          ASSERT_EQ(got.size(), want.size());
+          int bad = 0;
+          for (int64_t i = 0; i < z.M; ++i)
+            for (int64_t j = 0; j < ldc; ++j) {
+              const float g = got[i * ldc + j], w = want[i * ldc + j];
+              const bool same = j < z.N ? std::memcmp(&g, &w, sizeof(float)) == 0 && !std::isnan(g) : std::isnan(g);
+              if (!same && ++bad <= 3)
+                ADD_FAILURE() << "threads " << threads << " ta=" << ta << " tb=" << tb << " M=" << z.M << " N=" << z.N
+                              << " K=" << z.K << ": C[" << i << "][" << j << "] = " << g << ", fill + bf16_gemm gives "
+                              << w;
+            }
+          if (HasFailure()) return;
+        }
+    }
+  }
+}
+
+TEST(Bf16Gemm, BiasOnForcedF32PathIsFillThenSgemm) {
+  bf16_gemm_force_path(Bf16GemmPath::f32);
+  const std::vector<float> A = random_matrix(37, 19, 19, 81), B = random_matrix(23, 19, 19, 82);
+  const std::vector<float> bias = random_matrix(1, 23, 23, 83);
+  std::vector<float> c1(37 * 23, kNan), c2(37 * 23);
+  bf16_gemm_bias(false, true, 37, 23, 19, A.data(), 19, B.data(), 19, bias.data(), c1.data(), 23);
+  for (int64_t i = 0; i < 37; ++i) std::memcpy(&c2[i * 23], bias.data(), sizeof(float) * 23);
+  sgemm(false, true, 37, 23, 19, 1.f, A.data(), 19, B.data(), 19, 1.f, c2.data(), 23);
+  bf16_gemm_force_path(Bf16GemmPath::best);
+  ASSERT_EQ(c1.size(), c2.size());
+  EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * sizeof(float)));
+  // K = 0: the bias alone.
+  std::vector<float> c3(2 * 3, kNan);
+  bf16_gemm_bias(false, false, 2, 3, 0, nullptr, 1, nullptr, 3, bias.data(), c3.data(), 3);
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 3; ++j) EXPECT_EQ(c3[i * 3 + j], bias[j]);
+}
+
 TEST(Bf16Gemm, ForcedF32PathIsSgemm) {
   bf16_gemm_force_path(Bf16GemmPath::f32);
   EXPECT_STREQ(bf16_gemm_path_name(), "f32 (sgemm)");

@@ -35,6 +35,14 @@ struct Node {
   const char* op = "leaf";
   std::vector<std::shared_ptr<Node>> inputs;
   BackwardFn backward;  // empty for leaves
+  // Set by ops whose value is the contiguous block [start, end) along dim of inputs[0] (a
+  // slice of a contiguous tensor along its outermost non-unit dim, e.g. rows of a packed
+  // weight): this node's gradient buffer is then that block of inputs[0]'s gradient, so the
+  // ops that consume it add straight into the input's gradient (no temporary, no copy back).
+  struct GradView {
+    int64_t dim = -1;  // -1: none
+    int64_t start = 0, end = 0;
+  } grad_view;
 };
 
 class Var {

@@ -149,37 +149,40 @@ ATTN_BF16_TARGET void pack_b_tile(bool trans_b, const float* B, int64_t ldb, int
   store_tile(r, dst);
 }
 
-// C[rows, cols] = alpha * acc + beta * C for a block of at most 32 x 32 (acc row stride 32).
+// C[rows, cols] = alpha * acc + beta * old for a block of at most 32 x 32 (acc row stride 32),
+// where old row r is old + r * ldo: C itself (old = C, ldo = ldc), or a bias row (ldo = 0).
 ATTN_BF16_TARGET void store_block(const float* acc, int64_t rows, int64_t cols, float alpha, float beta,
-                                  float* C, int64_t ldc) {
+                                  const float* old, int64_t ldo, float* C, int64_t ldc) {
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t h = 0; h < 2 && 16 * h < cols; ++h) {
       const __mmask16 m = mask16(cols - 16 * h);
       float* c = C + r * ldc + 16 * h;
       __m512 v = _mm512_mul_ps(va, _mm512_loadu_ps(acc + r * 32 + 16 * h));
-      if (beta != 0.f) v = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, c), v);
+      if (beta != 0.f) v = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, old + r * ldo + 16 * h), v);
       _mm512_mask_storeu_ps(c, m, v);
     }
   }
 }
 
 // One block of up to 32 x 32: out = A rows (tiles a0, a1) times B columns (tiles b0, b1) over
-// nkt 32-k steps, plus out's old values when `accumulate`; out has row stride ldo. Tiles of
-// one operand are consecutive (kTile apart). two_rows / two_cols say whether a1 / b1 exist.
+// nkt 32-k steps, summed onto init (row r at init + r * ldi: out itself to accumulate, a bias
+// row with ldi = 0) or onto zero when init is null; out has row stride ldo. Tiles of one
+// operand are consecutive (kTile apart). two_rows / two_cols say whether a1 / b1 exist.
 using BlockKernel = void (*)(const uint32_t* a0, const uint32_t* a1, const uint32_t* b0,
                              const uint32_t* b1, int64_t nkt, bool two_rows, bool two_cols, float* out,
-                             int64_t ldo, bool accumulate);
+                             int64_t ldo, const float* init, int64_t ldi);
 
 template <bool R2, bool C2>
 ATTN_AMX_TARGET void amx_block_t(const uint32_t* a0, const uint32_t* a1, const uint32_t* b0,
-                                 const uint32_t* b1, int64_t nkt, float* out, int64_t ldo, bool accumulate) {
-  const int64_t so = ldo * 4;
-  if (accumulate) {
-    _tile_loadd(0, out, so);
-    if (C2) _tile_loadd(1, out + 16, so);
-    if (R2) _tile_loadd(2, out + 16 * ldo, so);
-    if (R2 && C2) _tile_loadd(3, out + 16 * ldo + 16, so);
+                                 const uint32_t* b1, int64_t nkt, float* out, int64_t ldo, const float* init,
+                                 int64_t ldi) {
+  const int64_t so = ldo * 4, si = ldi * 4;  // stride 0 loads one row into all 16
+  if (init) {
+    _tile_loadd(0, init, si);
+    if (C2) _tile_loadd(1, init + 16, si);
+    if (R2) _tile_loadd(2, init + 16 * ldi, si);
+    if (R2 && C2) _tile_loadd(3, init + 16 * ldi + 16, si);
   } else {
     _tile_zero(0);
     _tile_zero(1);
@@ -203,21 +206,22 @@ ATTN_AMX_TARGET void amx_block_t(const uint32_t* a0, const uint32_t* a1, const u
 }
 
 void amx_block(const uint32_t* a0, const uint32_t* a1, const uint32_t* b0, const uint32_t* b1,
-               int64_t nkt, bool two_rows, bool two_cols, float* out, int64_t ldo, bool accumulate) {
-  if (two_rows && two_cols) amx_block_t<true, true>(a0, a1, b0, b1, nkt, out, ldo, accumulate);
-  else if (two_rows) amx_block_t<true, false>(a0, a1, b0, b1, nkt, out, ldo, accumulate);
-  else if (two_cols) amx_block_t<false, true>(a0, a1, b0, b1, nkt, out, ldo, accumulate);
-  else amx_block_t<false, false>(a0, a1, b0, b1, nkt, out, ldo, accumulate);
+               int64_t nkt, bool two_rows, bool two_cols, float* out, int64_t ldo, const float* init,
+               int64_t ldi) {
+  if (two_rows && two_cols) amx_block_t<true, true>(a0, a1, b0, b1, nkt, out, ldo, init, ldi);
+  else if (two_rows) amx_block_t<true, false>(a0, a1, b0, b1, nkt, out, ldo, init, ldi);
+  else if (two_cols) amx_block_t<false, true>(a0, a1, b0, b1, nkt, out, ldo, init, ldi);
+  else amx_block_t<false, false>(a0, a1, b0, b1, nkt, out, ldo, init, ldi);
 }
 
 // 8 rows of one A tile (from row r0) times one or two B tiles, into out (row stride ldo).
 template <int C>
 ATTN_BF16_TARGET inline void dp_rows8(const uint32_t* a, int r0, const uint32_t* b0, const uint32_t* b1,
-                                      int64_t nkt, float* out, int64_t ldo, bool accumulate) {
+                                      int64_t nkt, float* out, int64_t ldo, const float* init, int64_t ldi) {
   __m512 s[8][C];
   for (int r = 0; r < 8; ++r)
     for (int c = 0; c < C; ++c)
-      s[r][c] = accumulate ? _mm512_loadu_ps(out + (r0 + r) * ldo + 16 * c) : _mm512_setzero_ps();
+      s[r][c] = init ? _mm512_loadu_ps(init + (r0 + r) * ldi + 16 * c) : _mm512_setzero_ps();
   for (int64_t t = 0; t < nkt; ++t) {
     const uint32_t* at = a + t * kTile + r0 * 16;
     for (int p = 0; p < 16; ++p) {
@@ -236,13 +240,14 @@ ATTN_BF16_TARGET inline void dp_rows8(const uint32_t* a, int r0, const uint32_t*
 
 ATTN_BF16_TARGET void dp_block(const uint32_t* a0, const uint32_t* a1, const uint32_t* b0,
                                const uint32_t* b1, int64_t nkt, bool two_rows, bool two_cols,
-                               float* out, int64_t ldo, bool accumulate) {
+                               float* out, int64_t ldo, const float* init, int64_t ldi) {
   for (int rt = 0; rt < (two_rows ? 2 : 1); ++rt) {
     const uint32_t* a = rt == 0 ? a0 : a1;
     float* out_rt = out + rt * 16 * ldo;
+    const float* init_rt = init ? init + rt * 16 * ldi : nullptr;
     for (int r0 = 0; r0 < 16; r0 += 8) {
-      if (two_cols) dp_rows8<2>(a, r0, b0, b1, nkt, out_rt, ldo, accumulate);
-      else dp_rows8<1>(a, r0, b0, b1, nkt, out_rt, ldo, accumulate);
+      if (two_cols) dp_rows8<2>(a, r0, b0, b1, nkt, out_rt, ldo, init_rt, ldi);
+      else dp_rows8<1>(a, r0, b0, b1, nkt, out_rt, ldo, init_rt, ldi);
     }
   }
 }
@@ -263,8 +268,11 @@ const Kernel* choose_kernel() {
   return nullptr;
 }
 
+// C = alpha op(A) op(B) + beta C; with a bias (then alpha = beta = 1), C's old values are read
+// as the bias row repeated, C's contents are never read.
 void run(const Kernel& kern, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-         const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+         const float* A, int64_t lda, const float* B, int64_t ldb, float beta, const float* bias, float* C,
+         int64_t ldc) {
   const int64_t n_tiles = (N + 15) / 16;        // 16-column B tiles
   const int64_t m_blocks = (M + 31) / 32;       // 32-row tasks
   const int64_t n_blocks = (n_tiles + 1) / 2;   // 32-column blocks
@@ -312,12 +320,17 @@ void run(const Kernel& kern, bool trans_a, bool trans_b, int64_t M, int64_t N, i
         for (int64_t nb = nb_begin; nb < nb_end; ++nb) {
           const int64_t j0 = 32 * nb, cols = std::min<int64_t>(32, N - j0);
           const uint32_t* b0 = bp + (2 * nb) * nkt * kTile;
+          float* c = C + i0 * ldc + j0;
+          // The first chunk of a biased product starts from the bias row instead of C.
+          const bool from_bias = bias != nullptr && k0 == 0;
+          const float* old = from_bias ? bias + j0 : c;
+          const int64_t ld_old = from_bias ? 0 : ldc;
           if (direct && rows == 32 && cols == 32) {  // C += or = the product, in place
-            kern.block(ap, ap + nkt * kTile, b0, b0 + nkt * kTile, nkt, true, true, C + i0 * ldc + j0, ldc,
-                       beta_k == 1.f);
+            kern.block(ap, ap + nkt * kTile, b0, b0 + nkt * kTile, nkt, true, true, c, ldc,
+                       beta_k == 1.f ? old : nullptr, ld_old);
           } else {
-            kern.block(ap, ap + nkt * kTile, b0, b0 + nkt * kTile, nkt, rows > 16, cols > 16, acc, 32, false);
-            store_block(acc, rows, cols, alpha, beta_k, C + i0 * ldc + j0, ldc);
+            kern.block(ap, ap + nkt * kTile, b0, b0 + nkt * kTile, nkt, rows > 16, cols > 16, acc, 32, nullptr, 0);
+            store_block(acc, rows, cols, alpha, beta_k, old, ld_old, c, ldc);
           }
         }
       }
@@ -337,11 +350,25 @@ void bf16_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
 #if ATTN_BF16_TILES
   const Kernel* kern = K > 0 ? choose_kernel() : nullptr;
   if (kern) {
-    run(*kern, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    run(*kern, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, nullptr, C, ldc);
     return;
   }
 #endif
   sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void bf16_gemm_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                    int64_t lda, const float* B, int64_t ldb, const float* bias, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+#if ATTN_BF16_TILES
+  const Kernel* kern = K > 0 ? choose_kernel() : nullptr;
+  if (kern) {
+    run(*kern, trans_a, trans_b, M, N, K, 1.f, A, lda, B, ldb, 1.f, bias, C, ldc);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < M; ++i) std::memcpy(C + i * ldc, bias, sizeof(float) * static_cast<size_t>(N));
+  sgemm(trans_a, trans_b, M, N, K, 1.f, A, lda, B, ldb, 1.f, C, ldc);
 }
 
 void bf16_gemm_force_path(Bf16GemmPath path) { g_path.store(path, std::memory_order_relaxed); }

@@ -16,6 +16,13 @@ void bf16_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                int64_t ldc);
 
+// C[M, N] = op(A) op(B) + bias, bias [N] added to every row: the same values, bit for bit, as
+// filling every row of C with bias and calling bf16_gemm with alpha = beta = 1, without the
+// fill pass: the bias row seeds the f32 accumulators, and C's prior contents are never read.
+// The fallback (no bf16 instructions) fills and calls sgemm, as bf16_gemm does.
+void bf16_gemm_bias(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                    int64_t lda, const float* B, int64_t ldb, const float* bias, float* C, int64_t ldc);
+
 // Which implementation bf16_gemm runs, for tests and benchmarks: `best` (the default: AMX,
 // else AVX-512-BF16, else f32), or the AVX-512-BF16 or f32 path forced.
 enum class Bf16GemmPath { best, avx512_bf16, f32 };
