@@ -44,7 +44,10 @@ constexpr int kExitFinished = 0, kExitSignal = 3, kExitError = 4;
 
 // The reversal task (tests/common/toy_tasks.h): 96 examples / batch 16 = 6 batches per
 // epoch, so 30 steps cross several epochs and stop mid-epoch.
+using testing::eval_set;
+using testing::greedy_fn;
 using testing::reversal_data;
+using testing::toy_config;
 
 const char* env(const char* name) { return std::getenv(name); }
 
@@ -59,38 +62,20 @@ TEST(TrainerFaultChild, Run) {
   try {
     set_num_threads(2);
     const auto train = reversal_data(96, 7);
-    const auto dev_pairs = reversal_data(8, 8);
-    train::EvalSet dev;
-    for (const auto& p : dev_pairs) {
-      dev.sources.push_back(p.src);
-      dev.references.push_back({p.tgt});
-    }
-    models::Seq2SeqRNNConfig c;
-    c.src_vocab = 9;
-    c.tgt_vocab = 9;
-    c.embed_dim = 12;
-    c.hidden_dim = 16;
-    c.encoder_layers = 2;
-    c.decoder_dim = 32;
-    c.attn_dim = 16;
-    c.dropout = 0.2;
+    const train::EvalSet dev = eval_set(reversal_data(8, 8));
+    const models::Seq2SeqRNNConfig c = toy_config(/*dropout=*/0.2, /*encoder_layers=*/2);
     Rng init(9, 0);
     models::Seq2SeqRNN model(c, init);
     int ready_fd = env("ATTN_TRAINER_CHILD_READY_FD") ? std::atoi(env("ATTN_TRAINER_CHILD_READY_FD")) : -1;
+    const train::DecodeFn greedy = greedy_fn(model);
     train::DecodeFn decode = [&](const std::vector<std::vector<int32_t>>& srcs) {
-      if (ready_fd >= 0) {
+      if (ready_fd >= 0) {  // the first evaluation: tell the parent the run is under way
         const char byte = 1;
         (void)!::write(ready_fd, &byte, 1);
         ::close(ready_fd);
         ready_fd = -1;
       }
-      data::Batch b = data::collate_sources(srcs);
-      decode::RnnStepDecoder dec(model);
-      decode::SearchOptions so;
-      so.max_length = 8;
-      std::vector<std::vector<int32_t>> out;
-      for (auto& h : decode::greedy_search(dec, b.src, b.src_lengths, so)) out.push_back(h.tokens);
-      return out;
+      return greedy(srcs);
     };
     train::TrainOptions o;
     o.quiet = true;
