@@ -18,6 +18,8 @@
 
 #include <hwy/highway.h>
 
+#include "kernels/cpu/transpose4-inl.h"
+
 HWY_BEFORE_NAMESPACE();
 namespace attn::cpu::HWY_NAMESPACE::tiles_bwd {
 namespace hn = hwy::HWY_NAMESPACE;
@@ -114,13 +116,7 @@ HWY_INLINE void transpose_rows(const float* HWY_RESTRICT src, int64_t lds, int64
       const auto b = valid > 1 ? hn::LoadU(d4, s0 + lds + c) : hn::Zero(d4);
       const auto e = valid > 2 ? hn::LoadU(d4, s0 + 2 * lds + c) : hn::Zero(d4);
       const auto f = valid > 3 ? hn::LoadU(d4, s0 + 3 * lds + c) : hn::Zero(d4);
-      const auto ab_lo = hn::InterleaveLower(d4, a, b), ef_lo = hn::InterleaveLower(d4, e, f);
-      const auto ab_hi = hn::InterleaveUpper(d4, a, b), ef_hi = hn::InterleaveUpper(d4, e, f);
-      float* o = dst + c * ldd + j;
-      hn::StoreU(hn::ConcatLowerLower(d4, ef_lo, ab_lo), d4, o);
-      hn::StoreU(hn::ConcatUpperUpper(d4, ef_lo, ab_lo), d4, o + ldd);
-      hn::StoreU(hn::ConcatLowerLower(d4, ef_hi, ab_hi), d4, o + 2 * ldd);
-      hn::StoreU(hn::ConcatUpperUpper(d4, ef_hi, ab_hi), d4, o + 3 * ldd);
+      simd4::StoreTransposed(a, b, e, f, dst + c * ldd + j, ldd);
     }
     for (int64_t c = cols4; c < cols; ++c)
       for (int64_t u = 0; u < 4; ++u) dst[c * ldd + j + u] = u < valid ? s0[u * lds + c] : 0.f;

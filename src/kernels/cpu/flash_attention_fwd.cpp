@@ -29,6 +29,7 @@
 #include "attn/kernels/cpu/flash_attention.h"
 #include "attn/kernels/cpu/gemm.h"
 #include "kernels/cpu/flash_attention_internal.h"
+#include "kernels/cpu/transpose4-inl.h"
 
 #include <omp.h>
 
@@ -99,13 +100,7 @@ HWY_INLINE void PackQt4(const float* const* rows, const float* row_mul, int r, i
     const auto b = hn::Mul(hn::LoadU(d4, rows[r + 1] + dd), m1);
     const auto c = hn::Mul(hn::LoadU(d4, rows[r + 2] + dd), m2);
     const auto e = hn::Mul(hn::LoadU(d4, rows[r + 3] + dd), m3);
-    const auto ab_lo = hn::InterleaveLower(d4, a, b), ce_lo = hn::InterleaveLower(d4, c, e);
-    const auto ab_hi = hn::InterleaveUpper(d4, a, b), ce_hi = hn::InterleaveUpper(d4, c, e);
-    float* dst = qt + dd * kBr + r;
-    hn::StoreU(hn::ConcatLowerLower(d4, ce_lo, ab_lo), d4, dst);
-    hn::StoreU(hn::ConcatUpperUpper(d4, ce_lo, ab_lo), d4, dst + kBr);
-    hn::StoreU(hn::ConcatLowerLower(d4, ce_hi, ab_hi), d4, dst + 2 * kBr);
-    hn::StoreU(hn::ConcatUpperUpper(d4, ce_hi, ab_hi), d4, dst + 3 * kBr);
+    simd4::StoreTransposed(a, b, c, e, qt + dd * kBr + r, kBr);
   }
   for (; dd < D; ++dd)
     for (int u = 0; u < 4; ++u) qt[dd * kBr + r + u] = rows[r + u][dd] * row_mul[r + u];
