@@ -5,7 +5,7 @@
 #include <limits>
 
 #include "attn/autograd/ops.h"
-#include "attn/models/additive_score.h"
+#include "attn/autograd/additive_score.h"
 
 namespace attn::models {
 
@@ -103,7 +103,7 @@ std::pair<Var, Var> RnnAttention::forward(const AttentionMemory& m, const Var& q
       Var f = ag::linear(windows, ag::reshape(location_conv, {location_filters, K}));          // [B, S, R]
       loc = location_proj->forward(f);
     }
-    scores = additive_score(m.keys, pq, v->weight, loc);  // vᵀ tanh(U h_j + b + W s (+ V f_j))
+    scores = ag::additive_score(m.keys, pq, v->weight, loc);  // vᵀ tanh(U h_j + b + W s (+ V f_j))
   } else {
     scores = ag::reshape(ag::bmm(m.keys, ag::reshape(query, {B, query_dim, 1})), {B, S});
   }

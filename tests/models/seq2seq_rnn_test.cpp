@@ -9,7 +9,7 @@
 
 #include "attn/autograd/gradcheck.h"
 #include "attn/autograd/ops.h"
-#include "attn/models/additive_score.h"
+#include "attn/autograd/additive_score.h"
 #include "attn/models/seq2seq_rnn.h"
 
 namespace attn::models {
@@ -174,7 +174,7 @@ TEST(AdditiveScore, MatchesComposedOps) {
     Var k(ag::random_tensor({2, 5, 4}, rng, -3, 3), true), q(ag::random_tensor({2, 4}, rng, -3, 3), true);
     Var v(ag::random_tensor({1, 4}, rng), true), x(ag::random_tensor({2, 5, 4}, rng), true);
     Var extra = with_extra ? x : Var();
-    Var fused = additive_score(k, q, v, extra);
+    Var fused = ag::additive_score(k, q, v, extra);
     Var pre = ag::add(k, ag::reshape(q, {2, 1, 4}));
     if (with_extra) pre = ag::add(pre, x);
     Var composed = ag::reshape(ag::linear(ag::tanh(pre), v), {2, 5});
@@ -201,7 +201,7 @@ TEST(AdditiveScore, GradcheckF64) {
   Rng rng(17, 0);
   Var k(ag::random_tensor({2, 3, 4}, rng), true), q(ag::random_tensor({2, 4}, rng), true);
   Var v(ag::random_tensor({1, 4}, rng), true), x(ag::random_tensor({2, 3, 4}, rng), true);
-  ag::GradcheckResult r = ag::gradcheck([&] { return additive_score(k, q, v, x); }, {k, q, v, x});
+  ag::GradcheckResult r = ag::gradcheck([&] { return ag::additive_score(k, q, v, x); }, {k, q, v, x});
   EXPECT_GT(r.checked, 0);
   EXPECT_TRUE(r.ok) << r.report;
 }
@@ -211,11 +211,11 @@ TEST(AdditiveScore, RationalTanhIsAccurate) {
   double max_err = 0;
   for (int i = -200000; i <= 200000; ++i) {
     const float x = static_cast<float>(i) * 1e-4f;
-    max_err = std::max(max_err, std::abs(static_cast<double>(tanh_rational(x)) - std::tanh(static_cast<double>(x))));
+    max_err = std::max(max_err, std::abs(static_cast<double>(ag::tanh_rational(x)) - std::tanh(static_cast<double>(x))));
   }
   EXPECT_LT(max_err, 5e-7);
-  EXPECT_EQ(tanh_rational(50.f), tanh_rational(8.f));
-  EXPECT_NEAR(tanh_rational(50.f), 1.0f, 1e-6f);
+  EXPECT_EQ(ag::tanh_rational(50.f), ag::tanh_rational(8.f));
+  EXPECT_NEAR(ag::tanh_rational(50.f), 1.0f, 1e-6f);
 }
 
 TEST(Seq2SeqRNNConfig, JsonRoundTripAndErrors) {

@@ -1,12 +1,12 @@
 // Fused additive attention score: forward and backward side by side.
-#include "attn/models/additive_score.h"
+#include "attn/autograd/additive_score.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "autograd/op_util.h"
 
-namespace attn::models {
+namespace attn::ag {
 
 namespace {
 
@@ -37,7 +37,7 @@ inline double tanh_t(double x) { return std::tanh(x); }
 
 float tanh_rational(float x) { return tanh_r(x); }
 
-ag::Var additive_score(const ag::Var& keys, const ag::Var& query, const ag::Var& v, const ag::Var& extra) {
+Var additive_score(const Var& keys, const Var& query, const Var& v, const Var& extra) {
   const char* op = "additive_score";
   ATTN_CHECK(keys.defined() && keys.dim() == 3, op, ": keys must be [B, S, A], got ",
              keys.defined() ? shape_str(keys.shape()) : std::string("undefined"));
@@ -50,16 +50,16 @@ ag::Var additive_score(const ag::Var& keys, const ag::Var& query, const ag::Var&
   if (extra.defined())
     ATTN_CHECK(extra.shape() == keys.shape(), op, ": extra ", shape_str(extra.shape()), " must match keys ",
                shape_str(keys.shape()));
-  ag::detail::check_same_dtype(op, keys, query);
-  ag::detail::check_same_dtype(op, keys, v);
-  if (extra.defined()) ag::detail::check_same_dtype(op, keys, extra);
-  return ag::detail::dispatch(keys.dtype(), op, [&](auto zero) -> ag::Var {
+  detail::check_same_dtype(op, keys, query);
+  detail::check_same_dtype(op, keys, v);
+  if (extra.defined()) detail::check_same_dtype(op, keys, extra);
+  return detail::dispatch(keys.dtype(), op, [&](auto zero) -> Var {
     using T = decltype(zero);
     Tensor kk, qk, vk, ek;
-    const T* k = ag::detail::cdata<T>(keys.value(), &kk);
-    const T* q = ag::detail::cdata<T>(query.value(), &qk);
-    const T* w = ag::detail::cdata<T>(v.value(), &vk);
-    const T* e = extra.defined() ? ag::detail::cdata<T>(extra.value(), &ek) : nullptr;
+    const T* k = detail::cdata<T>(keys.value(), &kk);
+    const T* q = detail::cdata<T>(query.value(), &qk);
+    const T* w = detail::cdata<T>(v.value(), &vk);
+    const T* e = extra.defined() ? detail::cdata<T>(extra.value(), &ek) : nullptr;
     Tensor th = Tensor::empty({B, S, A}, keys.dtype());
     Tensor out = Tensor::empty({B, S}, keys.dtype());
     T* t = th.data<T>();
@@ -82,10 +82,10 @@ ag::Var additive_score(const ag::Var& keys, const ag::Var& query, const ag::Var&
         o[b * S + s] = acc;
       }
     const bool has_extra = extra.defined();
-    return ag::detail::make_result(out, op, {&keys, &query, &v, &extra}, [th, vk, B, S, A, has_extra](ag::Node& self) {
+    return detail::make_result(out, op, {&keys, &query, &v, &extra}, [th, vk, B, S, A, has_extra](Node& self) {
       // e = Σ_a v_a tanh(k + q + x): dk = dx = de v (1 - t²), dq = Σ_s dk, dv = Σ de t.
       Tensor dek;
-      const T* de = ag::detail::cdata<T>(self.grad, &dek);
+      const T* de = detail::cdata<T>(self.grad, &dek);
       const T* t = th.data<T>();
       const T* w = vk.data<T>();
       Tensor g = Tensor::empty({B, S, A}, th.dtype());
@@ -107,13 +107,13 @@ ag::Var additive_score(const ag::Var& keys, const ag::Var& query, const ag::Var&
             dvp[a] += d * ta;
           }
         }
-      if (ag::Node* n = ag::detail::grad_target(self, 0)) ag::detail::accumulate(*n, g);
-      if (ag::Node* n = ag::detail::grad_target(self, 1)) ag::detail::accumulate(*n, dq);
-      if (ag::Node* n = ag::detail::grad_target(self, 2)) ag::detail::accumulate(*n, dv.view(n->value.shape()));
+      if (Node* n = detail::grad_target(self, 0)) detail::accumulate(*n, g);
+      if (Node* n = detail::grad_target(self, 1)) detail::accumulate(*n, dq);
+      if (Node* n = detail::grad_target(self, 2)) detail::accumulate(*n, dv.view(n->value.shape()));
       if (has_extra)
-        if (ag::Node* n = ag::detail::grad_target(self, 3)) ag::detail::accumulate(*n, g);
+        if (Node* n = detail::grad_target(self, 3)) detail::accumulate(*n, g);
     });
   });
 }
 
-}  // namespace attn::models
+}  // namespace attn::ag
