@@ -11,6 +11,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <set>
+#include <sstream>
 
 #include "attn/core/error.h"
 #include "attn/core/threading.h"
@@ -70,7 +72,51 @@ struct TrainG2PArgs {
   std::string json;
   int progress = -1;
   std::string matmul = "f32";  // f32 | bf16: precision of the matrix products (the command line's, also on resume)
+  std::set<std::string> given;  // options on the command line (a resumed run keeps the checkpoint's recipe for the rest)
 };
+
+// The training recipe a checkpoint keeps, so that `--resume` alone continues the same run: the
+// options that decide the parameters from the step on (schedule, learning rate, batch, loss,
+// optimizer, clipping, seed of batching and dropout). Stopping rules (--epochs, --minutes,
+// --patience, ...) and --matmul belong to each invocation.
+nlohmann::json recipe_json(const TrainG2PArgs& a) {
+  return {{"--batch", a.batch},   {"--lr", a.lr},       {"--warmup", a.warmup},
+          {"--schedule", a.schedule}, {"--label-smoothing", a.label_smoothing}, {"--beta2", a.beta2},
+          {"--clip", a.clip},     {"--max-steps", a.max_steps}, {"--seed", a.seed}};
+}
+
+template <class T>
+void restore_option(const nlohmann::json& saved, const char* name, T& value, const std::set<std::string>& given,
+                    std::string& notes) {
+  if (!saved.contains(name)) return;
+  const T old = saved.at(name).get<T>();
+  if (!given.count(name)) {
+    value = old;
+  } else if (value != old) {
+    std::ostringstream msg;
+    msg << "  " << name << " " << value << " given: the checkpoint's run used " << old << "\n";
+    notes += msg.str();
+  }
+}
+
+// On --resume: every recipe option not given now takes the checkpoint's value; one given now
+// overrides it, and a line says so. Checkpoints from before the recipe was stored keep the
+// command line's values. Returns the lines to print about it.
+std::string restore_recipe(TrainG2PArgs& a, const nlohmann::json& meta) {
+  if (!meta.contains("recipe")) return "  this checkpoint holds no training recipe (older attn): the options given now are used\n";
+  const nlohmann::json& r = meta.at("recipe");
+  std::string notes;
+  restore_option(r, "--batch", a.batch, a.given, notes);
+  restore_option(r, "--lr", a.lr, a.given, notes);
+  restore_option(r, "--warmup", a.warmup, a.given, notes);
+  restore_option(r, "--schedule", a.schedule, a.given, notes);
+  restore_option(r, "--label-smoothing", a.label_smoothing, a.given, notes);
+  restore_option(r, "--beta2", a.beta2, a.given, notes);
+  restore_option(r, "--clip", a.clip, a.given, notes);
+  restore_option(r, "--max-steps", a.max_steps, a.given, notes);
+  restore_option(r, "--seed", a.seed, a.given, notes);
+  return notes;
+}
 
 std::string fmt(const char* f, double v) {
   char buf[64];
@@ -107,18 +153,22 @@ std::vector<std::string> by_length(std::vector<std::string> words) {
   return words;
 }
 
-int run_train_g2p(const TrainG2PArgs& a) {
+int run_train_g2p(const TrainG2PArgs& args) {
   Timer total;
+  TrainG2PArgs a = args;
   ATTN_CHECK(!a.out.empty(), "train g2p: --out DIR is required");
   const std::string last_path = (fs::path(a.out) / "last.safetensors").string();
   const bool resuming = a.resume && fs::exists(last_path);
 
-  // On --resume the model and its vocabularies come from the checkpoint: the model options
-  // given now are ignored.
+  // On --resume the model and its vocabularies come from the checkpoint (the model options
+  // given now are ignored), and so does the training recipe, option by option, unless given
+  // again (restore_recipe).
   nlohmann::json resume_meta;
+  std::string recipe_notes;
   if (resuming) {
     resume_meta = io::read_checkpoint_metadata(last_path);
     ATTN_CHECK(resume_meta.contains("g2p"), "train g2p: '", last_path, "' is not a G2P checkpoint");
+    recipe_notes = restore_recipe(a, resume_meta);
   }
 
   g2p::DataSpec spec;
@@ -167,7 +217,15 @@ int run_train_g2p(const TrainG2PArgs& a) {
               static_cast<long long>(m->chars().size() - m->chars().num_specials()),
               static_cast<long long>(m->phonemes().size() - m->phonemes().num_specials()),
               static_cast<long long>(a.batch), static_cast<long long>(steps_per_epoch), num_threads());
-  if (resuming) std::printf("  resuming from %s (model and vocabularies from the checkpoint)\n", last_path.c_str());
+  if (resuming) {
+    std::printf("  resuming from %s (model, vocabularies and training recipe from the checkpoint)\n", last_path.c_str());
+    std::fputs(recipe_notes.c_str(), stdout);
+    std::printf("  recipe: batch %lld, lr %g, warm-up %lld then %s%s, label smoothing %g, clip %s, max steps %s, seed %llu\n",
+                static_cast<long long>(a.batch), a.lr, static_cast<long long>(a.warmup), a.schedule.c_str(),
+                a.schedule == "cosine" ? " to 0 at --max-steps" : "", a.label_smoothing,
+                a.clip < 0 ? "default" : fmt("%g", a.clip).c_str(),
+                a.max_steps > 0 ? std::to_string(a.max_steps).c_str() : "from --epochs", static_cast<unsigned long long>(a.seed));
+  }
   const cpu::MatmulPrecision precision = cpu::parse_matmul_precision(a.matmul.c_str(), "train g2p: --matmul");
   if (precision == cpu::MatmulPrecision::bf16)
     std::printf("  matmul: bf16 (%s; bf16 inputs, f32 accumulation)\n", cpu::bf16_gemm_path_name());
@@ -202,7 +260,7 @@ int run_train_g2p(const TrainG2PArgs& a) {
   to.metrics_path = a.json.empty() ? (fs::path(a.out) / "metrics.json").string() : a.json;
   to.progress = a.progress;
   to.log_every = a.log_every;
-  to.meta = {{"g2p", m->metadata(spec)}, {"matmul", a.matmul}};
+  to.meta = {{"g2p", m->metadata(spec)}, {"matmul", a.matmul}, {"recipe", recipe_json(a)}};
 
   double eval_seconds = 0;
   auto decode_fn = [&](const std::vector<std::vector<int32_t>>& srcs) {
@@ -321,7 +379,10 @@ void add_train_g2p(CLI::App& train, std::shared_ptr<TrainG2PArgs> args, CLI::App
   g->add_option("--log-every", a.log_every, "Steps between log lines when stderr is not a terminal")
       ->check(CLI::PositiveNumber)->group(t);
   g->add_option("--seed", a.seed, "Seed of initialisation, batching and dropout")->group(t);
-  g->add_flag("--resume", a.resume, "Continue from DIR/last.safetensors when it exists")->group(t);
+  g->add_flag("--resume", a.resume,
+              "Continue from DIR/last.safetensors when it exists, with its model and training recipe (batch, lr, "
+              "warm-up, schedule, label smoothing, beta2, clip, max steps, seed) unless given again")
+      ->group(t);
   g->add_option("--matmul", a.matmul,
                  "Precision of the matrix products: f32, or bf16 (bf16 inputs, f32 accumulation: faster on CPUs "
                  "with AMX / AVX512-BF16); a resumed run uses what is given now; dev evaluation is f32, as eval and predict")
@@ -338,7 +399,11 @@ Runner setup_train(CLI::App& app) {
   CLI::App* g2p_sub = nullptr;
   add_train_g2p(app, g2p_args, g2p_sub);
   return [g2p_args, g2p_sub]() -> int {
-    if (g2p_sub->parsed()) return run_train_g2p(*g2p_args);
+    if (g2p_sub->parsed()) {
+      for (const CLI::Option* o : g2p_sub->get_options())
+        if (o->count() > 0) g2p_args->given.insert(o->get_name());
+      return run_train_g2p(*g2p_args);
+    }
     return 2;
   };
 }

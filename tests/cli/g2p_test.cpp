@@ -328,6 +328,49 @@ TEST_F(G2PCli, ResumeContinuesFromTheSavedStep) {
   }
 }
 
+// `--resume` alone continues the run it resumes: the schedule, learning rate, warm-up, step
+// count, batch and the rest of the recipe come from the checkpoint. A cosine run cut by
+// --epochs and resumed without its options ends bit for bit where the uninterrupted run does
+// (with the default inverse-sqrt schedule instead, or without --max-steps, it could not).
+TEST_F(G2PCli, ResumeAloneKeepsTheCheckpointsRecipe) {
+  std::vector<std::string> args = train_args("recipe_straight", 40);
+  args.insert(args.end(), {"--schedule", "cosine"});
+  RunResult a = run(args);
+  ASSERT_EQ(a.status, 0) << a.err;
+
+  args = train_args("recipe_resumed", 40);
+  args.insert(args.end(), {"--schedule", "cosine", "--epochs", "2"});
+  RunResult b1 = run(args);
+  ASSERT_EQ(b1.status, 0) << b1.err;
+  const nlohmann::json first = read_json(path("recipe_resumed/metrics.json"));
+  ASSERT_EQ(first.at("stop_reason").get<std::string>(), "max_epochs") << first.dump();
+  ASSERT_LT(first.at("steps").get<int64_t>(), 40);
+
+  RunResult b2 = run({"train", "g2p", "--data", path("dict.tsv"), "--out", path("recipe_resumed"), "--resume",
+                      "--progress", "0"});
+  ASSERT_EQ(b2.status, 0) << b2.out << b2.err;
+  EXPECT_TRUE(contains(b2.out, "recipe: batch 8, lr 0.01, warm-up 20 then cosine")) << b2.out;
+  const nlohmann::json j = read_json(path("recipe_resumed/metrics.json"));
+  EXPECT_EQ(j.at("steps").get<int64_t>(), 40);
+  EXPECT_EQ(j.at("stop_reason").get<std::string>(), "max_steps");
+  const io::Safetensors x = io::read_safetensors(path("recipe_straight/last.safetensors"));
+  const io::Safetensors y = io::read_safetensors(path("recipe_resumed/last.safetensors"));
+  ASSERT_EQ(x.tensors.size(), y.tensors.size());
+  for (const auto& [name, t] : x.tensors) {
+    ASSERT_TRUE(y.contains(name)) << name;
+    EXPECT_EQ(t.to_vector(), y.at(name).to_vector()) << name;
+  }
+
+  // An option given again overrides the checkpoint's, and says so.
+  RunResult c = run({"train", "g2p", "--data", path("dict.tsv"), "--out", path("recipe_resumed"), "--resume",
+                     "--max-steps", "42", "--lr", "0.005", "--progress", "0"});
+  ASSERT_EQ(c.status, 0) << c.out << c.err;
+  EXPECT_TRUE(contains(c.out, "--lr 0.005 given: the checkpoint's run used 0.01")) << c.out;
+  EXPECT_TRUE(contains(c.out, "--max-steps 42 given: the checkpoint's run used 40")) << c.out;
+  EXPECT_FALSE(contains(c.out, "--schedule")) << c.out;
+  EXPECT_EQ(read_json(path("recipe_resumed/metrics.json")).at("steps").get<int64_t>(), 42);
+}
+
 // --train-minutes caps the time spent in training steps (the peer's budget).
 TEST_F(G2PCli, TrainMinutesStopsOnTrainingTime) {
   std::vector<std::string> args = train_args("timed", 1000000);
