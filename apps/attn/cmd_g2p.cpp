@@ -101,20 +101,26 @@ void restore_option(const nlohmann::json& saved, const char* name, T& value, con
 
 // On --resume: every recipe option not given now takes the checkpoint's value; one given now
 // overrides it, and a line says so. Checkpoints from before the recipe was stored keep the
-// command line's values. Returns the lines to print about it.
-std::string restore_recipe(TrainG2PArgs& a, const nlohmann::json& meta) {
+// command line's values. Returns the lines to print about it; a recipe of the wrong shape is
+// an error naming the checkpoint.
+std::string restore_recipe(TrainG2PArgs& a, const nlohmann::json& meta, const std::string& path) {
   if (!meta.contains("recipe")) return "  this checkpoint holds no training recipe (older attn): the options given now are used\n";
   const nlohmann::json& r = meta.at("recipe");
+  if (!r.is_object()) fail("train g2p: checkpoint '", path, "' has a malformed training recipe: not a JSON object");
   std::string notes;
-  restore_option(r, "--batch", a.batch, a.given, notes);
-  restore_option(r, "--lr", a.lr, a.given, notes);
-  restore_option(r, "--warmup", a.warmup, a.given, notes);
-  restore_option(r, "--schedule", a.schedule, a.given, notes);
-  restore_option(r, "--label-smoothing", a.label_smoothing, a.given, notes);
-  restore_option(r, "--beta2", a.beta2, a.given, notes);
-  restore_option(r, "--clip", a.clip, a.given, notes);
-  restore_option(r, "--max-steps", a.max_steps, a.given, notes);
-  restore_option(r, "--seed", a.seed, a.given, notes);
+  try {
+    restore_option(r, "--batch", a.batch, a.given, notes);
+    restore_option(r, "--lr", a.lr, a.given, notes);
+    restore_option(r, "--warmup", a.warmup, a.given, notes);
+    restore_option(r, "--schedule", a.schedule, a.given, notes);
+    restore_option(r, "--label-smoothing", a.label_smoothing, a.given, notes);
+    restore_option(r, "--beta2", a.beta2, a.given, notes);
+    restore_option(r, "--clip", a.clip, a.given, notes);
+    restore_option(r, "--max-steps", a.max_steps, a.given, notes);
+    restore_option(r, "--seed", a.seed, a.given, notes);
+  } catch (const nlohmann::json::exception& e) {
+    fail("train g2p: checkpoint '", path, "' has a malformed training recipe: ", e.what());
+  }
   return notes;
 }
 
@@ -168,7 +174,7 @@ int run_train_g2p(const TrainG2PArgs& args) {
   if (resuming) {
     resume_meta = io::read_checkpoint_metadata(last_path);
     ATTN_CHECK(resume_meta.contains("g2p"), "train g2p: '", last_path, "' is not a G2P checkpoint");
-    recipe_notes = restore_recipe(a, resume_meta);
+    recipe_notes = restore_recipe(a, resume_meta, last_path);
   }
 
   g2p::DataSpec spec;

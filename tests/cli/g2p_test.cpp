@@ -371,6 +371,28 @@ TEST_F(G2PCli, ResumeAloneKeepsTheCheckpointsRecipe) {
   EXPECT_EQ(read_json(path("recipe_resumed/metrics.json")).at("steps").get<int64_t>(), 42);
 }
 
+// A checkpoint whose stored recipe has a value of the wrong type is refused in one line that
+// names the file, before any training.
+TEST_F(G2PCli, ResumeRefusesAMalformedRecipe) {
+  std::vector<std::string> args = train_args("recipe_bad", 10);
+  RunResult a = run(args);
+  ASSERT_EQ(a.status, 0) << a.err;
+  const std::string last = path("recipe_bad/last.safetensors");
+  io::Safetensors st = io::read_safetensors(last);
+  nlohmann::json meta = nlohmann::json::parse(st.metadata.at("meta"));
+  ASSERT_TRUE(meta.contains("recipe")) << meta.dump();
+  meta["recipe"]["--lr"] = "fast";
+  st.metadata["meta"] = meta.dump();
+  io::write_safetensors(last, io::TensorList(st.tensors.begin(), st.tensors.end()), st.metadata);
+  args = train_args("recipe_bad", 20);
+  args.push_back("--resume");
+  RunResult r = run(args);
+  EXPECT_EQ(r.status, 2) << r.out << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_TRUE(contains(r.err, "recipe_bad/last.safetensors' has a malformed training recipe")) << r.err;
+  EXPECT_EQ(read_json(path("recipe_bad/metrics.json")).at("steps").get<int64_t>(), 10);
+}
+
 // --train-minutes caps the time spent in training steps (the peer's budget).
 TEST_F(G2PCli, TrainMinutesStopsOnTrainingTime) {
   std::vector<std::string> args = train_args("timed", 1000000);
