@@ -11,9 +11,10 @@ tgt[b, i] = 1 + (5 b + 11 i + 1) mod (V - 1); decoder input = BOS (1) + tgt[:, :
 Prints one JSON object: threads, steps, ms_per_step, tokens_per_step (source + target
 tokens), tokens_per_s, torch version. With --bf16 it also times the same step (a fresh model,
 same seed) under torch.autocast("cpu", dtype=torch.bfloat16) — the like-for-like twin of
-`attn bench train --matmul bf16` — and adds bf16_ms_per_step, bf16_tokens_per_s, bf16_loss. OMP_WAIT_POLICY=PASSIVE is set before torch starts
-(an explicit value in the environment wins): Debian's torch runs GEMM on pthread-OpenBLAS
-beside an OpenMP pool whose spinning threads otherwise halve its speed on 2 cores.
+`attn bench train --matmul bf16` — and adds bf16_ms_per_step, bf16_tokens_per_s, bf16_loss.
+The OpenMP wait policy (OMP_WAIT_POLICY, GOMP_SPINCOUNT) is the environment's, the one attn
+ran under: `attn bench train` starts this script with its own environment, so both sides wait
+alike (libgomp's default when neither is set: spin a few ms, then sleep).
 
     /usr/bin/python3 bench/compare_torch_train.py --threads 2 --steps 10
 """
@@ -23,10 +24,8 @@ import math
 import os
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
+import torch
+import torch.nn as nn
 
 PAD, BOS = 0, 1
 
@@ -134,7 +133,7 @@ def main():
     dt, loss = time_steps(False)
     out = dict(torch=torch.__version__, threads=torch.get_num_threads(), steps=a.steps, ms_per_step=dt * 1e3,
                tokens_per_step=tokens, tokens_per_s=tokens / dt, loss=loss,
-               omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
+               omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"), gomp_spincount=os.environ.get("GOMP_SPINCOUNT"))
     if a.bf16:
         dt16, loss16 = time_steps(True)
         out.update(bf16_ms_per_step=dt16 * 1e3, bf16_tokens_per_s=tokens / dt16, bf16_loss=loss16)

@@ -146,7 +146,7 @@ std::optional<nlohmann::json> run_torch(const TrainBenchArgs& a, int threads, st
     why = "bench/compare_torch_train.py not found (give --torch-script)";
     return std::nullopt;
   }
-  std::string cmd = "OMP_WAIT_POLICY=PASSIVE '" + a.python + "' '" + script + "'";
+  std::string cmd = "'" + a.python + "' '" + script + "'";
   auto arg = [&](const char* name, auto v) { cmd += std::string(" ") + name + " " + std::to_string(v); };
   arg("--threads", threads);
   arg("--steps", a.steps);
@@ -195,35 +195,7 @@ std::optional<nlohmann::json> run_torch(const TrainBenchArgs& a, int threads, st
   }
 }
 
-// libgomp reads OMP_WAIT_POLICY once at load time. Spinning idle OpenMP threads cost attn
-// (and torch) up to half their speed on 2 shared cores, and the torch twin runs PASSIVE, so
-// when the variable is unset this process re-executes itself with PASSIVE (same arguments).
-void ensure_passive_wait_policy() {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  FILE* f = std::fopen("/proc/self/cmdline", "rb");
-  if (!f) return;
-  std::string raw;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) raw.append(buf, n);
-  std::fclose(f);
-  std::vector<std::string> args;
-  for (size_t i = 0; i < raw.size();) {
-    const size_t j = raw.find('\0', i);
-    args.push_back(raw.substr(i, j == std::string::npos ? std::string::npos : j - i));
-    if (j == std::string::npos) break;
-    i = j + 1;
-  }
-  std::vector<char*> argv;
-  for (auto& x : args) argv.push_back(x.data());
-  argv.push_back(nullptr);
-  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-  std::fflush(stdout);
-  execv("/proc/self/exe", argv.data());  // returns only on failure: carry on as we are
-}
-
 int run_bench_train(const TrainBenchArgs& a) {
-  ensure_passive_wait_policy();
   ATTN_CHECK(a.steps >= 1 && a.warmup >= 0, "bench train: --steps ", a.steps, " must be >= 1 and --warmup ", a.warmup,
              " >= 0");
   ATTN_CHECK(a.batch >= 1 && a.src_len >= 1 && a.tgt_len >= 1 && a.vocab >= 3, "bench train: --batch ", a.batch,
@@ -234,10 +206,10 @@ int run_bench_train(const TrainBenchArgs& a) {
   const int64_t tokens = static_cast<int64_t>(a.batch) * (a.src_len + a.tgt_len);
   if (!a.json) {
     std::printf(
-        "attn bench train (OMP_WAIT_POLICY=%s): Transformer %d+%d layers, d_model %d, %d heads, FFN %d, vocab %d, %s, dropout %g; "
+        "attn bench train (%s): Transformer %d+%d layers, d_model %d, %d heads, FFN %d, vocab %d, %s, dropout %g; "
         "batch %d x (src %d + tgt %d) = %lld tokens/step (source + target); Adam; %d warm-up + %d timed steps; "
         "%d threads\n",
-        std::getenv("OMP_WAIT_POLICY"), a.encoder_layers, a.decoder_layers, a.d_model, a.heads, a.ffn, a.vocab, a.post_norm ? "post-norm" : "pre-norm",
+        omp_wait_policy().c_str(), a.encoder_layers, a.decoder_layers, a.d_model, a.heads, a.ffn, a.vocab, a.post_norm ? "post-norm" : "pre-norm",
         a.dropout, a.batch, a.src_len, a.tgt_len, static_cast<long long>(tokens), a.warmup, a.steps, threads);
     if (bf16)
       std::printf("matmul bf16 (%s; f32 accumulation); torch also timed under torch.autocast(\"cpu\", dtype=torch.bfloat16)\n",
@@ -254,7 +226,7 @@ int run_bench_train(const TrainBenchArgs& a) {
 
   nlohmann::json j;
   j["threads"] = threads;
-  j["omp_wait_policy"] = std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : "";
+  j["omp_wait"] = omp_wait_policy();
   j["tokens_per_step"] = tokens;
   j["tokens_counted"] = "source+target";
   j["matmul"] = a.matmul;
@@ -288,7 +260,7 @@ int run_bench_train(const TrainBenchArgs& a) {
   std::printf("%-8s %12.0f %10.1f %8.4f   (%lld parameters)\n", "attn", at.tokens_per_s, at.ms_per_step, at.loss,
               static_cast<long long>(at.params));
   if (tj) {
-    std::printf("%-8s %12.0f %10.1f %8.4f   (torch %s, OMP_WAIT_POLICY=PASSIVE)\n", "torch",
+    std::printf("%-8s %12.0f %10.1f %8.4f   (torch %s, same wait policy)\n", "torch",
                 (*tj)["tokens_per_s"].get<double>(), (*tj)["ms_per_step"].get<double>(), (*tj)["loss"].get<double>(),
                 (*tj)["torch"].get<std::string>().c_str());
     if (j.contains("torch_bf16_tokens_per_s"))

@@ -219,10 +219,11 @@ int run_train_g2p(const TrainG2PArgs& args) {
               static_cast<long long>(st.malformed), static_cast<long long>(st.dup_after_destress));
   std::printf("  split: train %zu words (%zu pronunciations = training pairs), dev %zu words (evaluating %zu), test %zu words\n",
               d.split.train.size(), train.size(), d.split.dev.size(), dev.sources.size(), d.split.test.size());
-  std::printf("  %lld characters, %lld phonemes; batch %lld pairs, %lld steps per epoch; %d threads\n",
+  std::printf("  %lld characters, %lld phonemes; batch %lld pairs, %lld steps per epoch; %d threads (OpenMP wait: %s)\n",
               static_cast<long long>(m->chars().size() - m->chars().num_specials()),
               static_cast<long long>(m->phonemes().size() - m->phonemes().num_specials()),
-              static_cast<long long>(a.batch), static_cast<long long>(steps_per_epoch), num_threads());
+              static_cast<long long>(a.batch), static_cast<long long>(steps_per_epoch), num_threads(),
+              omp_wait_policy().c_str());
   if (resuming) {
     std::printf("  resuming from %s (model, vocabularies and training recipe from the checkpoint)\n", last_path.c_str());
     std::fputs(recipe_notes.c_str(), stdout);
@@ -311,6 +312,7 @@ int run_train_g2p(const TrainG2PArgs& args) {
   j["tokens"] = tr.tokens;
   j["tokens_per_second"] = tr.tokens_per_second;
   j["threads"] = num_threads();
+  j["omp_wait"] = omp_wait_policy();
   j["matmul"] = a.matmul;
   j["best_step"] = tr.best_step;
   j["best"] = {{"wer", tr.best.wer}, {"per", tr.best.per}, {"examples", tr.best.examples}};

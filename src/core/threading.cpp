@@ -2,6 +2,8 @@
 
 #include <omp.h>
 
+#include <cstdlib>
+
 extern "C" void openblas_set_num_threads(int);
 
 namespace attn {
@@ -15,5 +17,11 @@ void set_num_threads(int n) {
 int num_threads() { return omp_get_max_threads(); }
 
 int thread_index() { return omp_get_thread_num(); }
+
+std::string omp_wait_policy() {
+  if (const char* spin = std::getenv("GOMP_SPINCOUNT")) return std::string("GOMP_SPINCOUNT=") + spin;
+  if (const char* policy = std::getenv("OMP_WAIT_POLICY")) return std::string("OMP_WAIT_POLICY=") + policy;
+  return "libgomp default: spin, then sleep";
+}
 
 }  // namespace attn

@@ -1,6 +1,6 @@
 // Seq2SeqRNN: gradients of the loss by central differences (f64) for every attention
-// variant and both cells, the padding mask, the fused additive score against composed ops,
-// config JSON round trip and argument errors.
+// variant and both cells, the padding mask, config JSON round trip and argument errors. (The
+// fused additive score's own tests: tests/autograd/additive_score_test.cpp.)
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,7 +9,6 @@
 
 #include "attn/autograd/gradcheck.h"
 #include "attn/autograd/ops.h"
-#include "attn/autograd/additive_score.h"
 #include "attn/models/seq2seq_rnn.h"
 
 namespace attn::models {
@@ -165,57 +164,6 @@ TEST(RnnAttention, PaddedPositionsGetNoGradient) {
       for (int64_t d = 0; d < 3; ++d) EXPECT_EQ(values.grad().get({1, j, d}), 0.0f) << attention_name(kind);
     EXPECT_NE(values.grad().get({1, 0, 0}), 0.0f);
   }
-}
-
-// Fused = composed: values and gradients of additive_score against add / tanh / matmul.
-TEST(AdditiveScore, MatchesComposedOps) {
-  for (bool with_extra : {false, true}) {
-    Rng rng(13, 0);
-    Var k(ag::random_tensor({2, 5, 4}, rng, -3, 3), true), q(ag::random_tensor({2, 4}, rng, -3, 3), true);
-    Var v(ag::random_tensor({1, 4}, rng), true), x(ag::random_tensor({2, 5, 4}, rng), true);
-    Var extra = with_extra ? x : Var();
-    Var fused = ag::additive_score(k, q, v, extra);
-    Var pre = ag::add(k, ag::reshape(q, {2, 1, 4}));
-    if (with_extra) pre = ag::add(pre, x);
-    Var composed = ag::reshape(ag::linear(ag::tanh(pre), v), {2, 5});
-    ASSERT_EQ(fused.shape(), composed.shape());
-    Tensor seed = ag::random_tensor({2, 5}, rng);
-    std::vector<Var> leaves = {k, q, v, x};
-    std::vector<Tensor> g_fused, g_comp;
-    for (int pass = 0; pass < 2; ++pass) {
-      for (auto& l : leaves) l.zero_grad();
-      (pass == 0 ? fused : composed).backward(seed);
-      for (auto& l : leaves) (pass == 0 ? g_fused : g_comp).push_back(l.grad().clone());
-    }
-    for (int64_t i = 0; i < 10; ++i)
-      EXPECT_NEAR(fused.value().data<double>()[i], composed.value().data<double>()[i], 1e-14);
-    for (size_t l = 0; l < leaves.size(); ++l) {
-      ASSERT_EQ(g_fused[l].shape(), g_comp[l].shape());
-      for (int64_t i = 0; i < g_fused[l].numel(); ++i)
-        EXPECT_NEAR(g_fused[l].data<double>()[i], g_comp[l].data<double>()[i], 1e-13) << "leaf " << l << " at " << i;
-    }
-  }
-}
-
-TEST(AdditiveScore, GradcheckF64) {
-  Rng rng(17, 0);
-  Var k(ag::random_tensor({2, 3, 4}, rng), true), q(ag::random_tensor({2, 4}, rng), true);
-  Var v(ag::random_tensor({1, 4}, rng), true), x(ag::random_tensor({2, 3, 4}, rng), true);
-  ag::GradcheckResult r = ag::gradcheck([&] { return ag::additive_score(k, q, v, x); }, {k, q, v, x});
-  EXPECT_GT(r.checked, 0);
-  EXPECT_TRUE(r.ok) << r.report;
-}
-
-// The f32 rational tanh stays within a few ulp of std::tanh over the whole range.
-TEST(AdditiveScore, RationalTanhIsAccurate) {
-  double max_err = 0;
-  for (int i = -200000; i <= 200000; ++i) {
-    const float x = static_cast<float>(i) * 1e-4f;
-    max_err = std::max(max_err, std::abs(static_cast<double>(ag::tanh_rational(x)) - std::tanh(static_cast<double>(x))));
-  }
-  EXPECT_LT(max_err, 5e-7);
-  EXPECT_EQ(ag::tanh_rational(50.f), ag::tanh_rational(8.f));
-  EXPECT_NEAR(ag::tanh_rational(50.f), 1.0f, 1e-6f);
 }
 
 TEST(Seq2SeqRNNConfig, JsonRoundTripAndErrors) {
