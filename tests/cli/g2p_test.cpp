@@ -187,6 +187,12 @@ TEST_F(G2PCli, TrainWritesCheckpointsMetricsAndCountsTokensLikeThePeer) {
   EXPECT_EQ(j.at("steps").get<int64_t>(), kShortSteps);
   EXPECT_EQ(j.at("stop_reason").get<std::string>(), "max_steps");
   EXPECT_GT(j.at("parameters").get<int64_t>(), 0);
+  // The OpenMP wait policy the run obeyed (run() sets PASSIVE; GOMP_SPINCOUNT, when the
+  // environment has it, overrides that in libgomp and so in the label), in the file and the log.
+  const char* spin = std::getenv("GOMP_SPINCOUNT");
+  const std::string wait = spin ? std::string("GOMP_SPINCOUNT=") + spin : "OMP_WAIT_POLICY=PASSIVE";
+  EXPECT_EQ(j.at("omp_wait").get<std::string>(), wait);
+  EXPECT_TRUE(contains(r.out, "(OpenMP wait: " + wait + ")")) << r.out;
   // Whole epochs of (characters + phonemes + end marks): the peer's token count.
   const int64_t steps_per_epoch = (pairs + 7) / 8;
   const int64_t epochs = kShortSteps / steps_per_epoch;

@@ -1,3 +1,5 @@
+// attn::omp_wait_policy(): the label of the OpenMP wait policy in logs and metrics files
+// follows the precedence libgomp applies to its environment variables.
 #include "attn/core/threading.h"
 
 #include <gtest/gtest.h>
